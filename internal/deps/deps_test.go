@@ -1,0 +1,7 @@
+package deps
+
+import (
+	_ "github.com/docker/cli/cli/compose/convert"
+	_ "github.com/docker/cli/cli/compose/loader"
+	_ "github.com/google/go-cmp/cmp"
+)
