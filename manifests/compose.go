@@ -1,6 +1,30 @@
 package manifests
 
-import "github.com/capstan-dev/capstan/resource"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/compose-spec/compose-go/v2/loader"
+	"github.com/compose-spec/compose-go/v2/template"
+	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/sirupsen/logrus"
+
+	"github.com/capstan-dev/capstan/resource"
+)
+
+// Compose files are loaded by compose-go (v2, v3 and Compose Specification files alike)
+// and converted into Swarm specs by capstan itself, to the same result docker stack
+// deploy (docker/cli v28.5.2 cli/compose/convert) gives for every v3 file; the
+// conformance test holds the two side by side. docs/compose-compatibility.md lists the
+// deliberate differences, the v2 mapping and the unsupported-key policy.
 
 // composeInput is what a Stack document says about its compose files, already resolved:
 // paths are absolute and checked to stay inside the source root.
@@ -13,6 +37,462 @@ type composeInput struct {
 
 // loadCompose loads and converts one stack's compose files into Swarm resources:
 // services, networks, secrets and configs, external ones marked External.
-func loadCompose(in composeInput) ([]resource.Resource, Problems) {
-	panic("TODO: compose loading")
+func loadCompose(in composeInput) (res []resource.Resource, probs Problems) {
+	quietComposeLogging()
+	l := &composeLoader{in: in, unset: map[string]bool{}}
+	defer func() {
+		// compose-go asserts types in places; a panic on some odd input must still come
+		// back as a problem, never take the process down.
+		if r := recover(); r != nil {
+			res = nil
+			probs = append(l.probs, Problem{File: l.firstRel(), Severity: Error,
+				Message: fmt.Sprintf("cannot load the compose files (internal error: %v); please report this with the file", r)})
+			probs.Sort()
+		}
+	}()
+	res = l.load()
+	l.probs.Sort()
+	if l.probs.HasErrors() {
+		return nil, l.probs
+	}
+	return res, l.probs
+}
+
+var quietOnce sync.Once
+
+// quietComposeLogging silences the global logrus logger compose-go writes to. Everything
+// it says that matters to a user (unset variables, ignored attributes) comes back as a
+// Problem; the rest would be stray lines on stderr with absolute paths.
+func quietComposeLogging() {
+	quietOnce.Do(func() { logrus.SetOutput(io.Discard) })
+}
+
+type composeLoader struct {
+	in      composeInput
+	docs    []*composeDoc
+	probs   Problems
+	project string // the compose project name handed to compose-go
+
+	unsetMu sync.Mutex
+	unset   map[string]bool // variables used bare ($X, ${X}) but not set
+
+	findings []loader.UnsupportedAttribute
+	raw      map[string]composeRaw // per service, values the typed model loses
+	realRoot string
+}
+
+// composeRaw holds values read from compose-go's model dictionary before it is bound to
+// structs: the order of extra_hosts (a map in the typed model) and CPU values exactly as
+// written (float32 in the typed model).
+type composeRaw struct {
+	extraHosts  any
+	cpus        any
+	limitCPUs   any
+	reserveCPUs any
+}
+
+func (l *composeLoader) firstRel() string {
+	if len(l.in.Files) == 0 {
+		return ""
+	}
+	return composeRel(l.in.Root, l.in.Files[0])
+}
+
+func (l *composeLoader) add(p Problem) { l.probs = append(l.probs, p) }
+
+func (l *composeLoader) errorf(file string, line int, format string, args ...any) {
+	l.add(Problem{File: file, Line: line, Severity: Error, Message: fmt.Sprintf(format, args...)})
+}
+
+func (l *composeLoader) warnf(file string, line int, format string, args ...any) {
+	l.add(Problem{File: file, Line: line, Severity: Warning, Message: fmt.Sprintf(format, args...)})
+}
+
+func (l *composeLoader) load() []resource.Resource {
+	if len(l.in.Files) == 0 {
+		l.errorf("", 0, "stack %q lists no compose files", l.in.Stack)
+		return nil
+	}
+	if real, err := filepath.EvalSymlinks(l.in.Root); err == nil {
+		l.realRoot = real
+	} else {
+		l.realRoot = filepath.Clean(l.in.Root)
+	}
+	if !l.readFiles() {
+		return nil
+	}
+	l.precheck()
+	if l.probs.HasErrors() {
+		return nil
+	}
+	project := l.loadProject()
+	if project == nil || l.probs.HasErrors() {
+		return nil
+	}
+	return l.convert(project)
+}
+
+// readFiles reads and parses every input file once, for positions.
+func (l *composeLoader) readFiles() bool {
+	ok := true
+	for _, abs := range l.in.Files {
+		d := &composeDoc{abs: abs, rel: composeRel(l.in.Root, abs)}
+		data, err := readComposeInput(abs)
+		if err != nil {
+			l.errorf(d.rel, 0, "cannot read the compose file: %v", trimComposePathError(err))
+			ok = false
+			continue
+		}
+		d.data = data
+		if p := d.parse(); p != nil {
+			l.add(*p)
+			ok = false
+		}
+		l.docs = append(l.docs, d)
+	}
+	return ok
+}
+
+func trimComposePathError(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// precheck refuses what must not reach compose-go: include (it reads files compose-go
+// finds on its own, and an implicit .env) and a project name that differs from the stack.
+func (l *composeLoader) precheck() {
+	for _, d := range l.docs {
+		keys := d.topKeys()
+		if line, ok := keys["include"]; ok {
+			l.errorf(d.rel, line, "include is not supported: list every file in the Stack document's spec.compose instead, so capstan can check it stays inside the source tree")
+		}
+		if name, line, ok := d.scalar("name"); ok && !strings.Contains(name, "$") && name != l.in.Stack {
+			l.warnf(d.rel, line, "name %q is ignored: the stack is named %q by its Stack document", name, l.in.Stack)
+		}
+	}
+}
+
+// composeProjectName is the compose project name for a stack. compose-go only accepts
+// lowercase names of [a-z0-9_-]; Swarm stack names are wider, and capstan computes every
+// Swarm name from the stack itself, so a stack outside that alphabet loads under its
+// normalized form.
+func composeProjectName(stack string) string {
+	if n := loader.NormalizeProjectName(stack); n != "" {
+		return n
+	}
+	return "stack"
+}
+
+func (l *composeLoader) loadProject() *types.Project {
+	l.project = composeProjectName(l.in.Stack)
+	env := make(map[string]string, len(l.in.Env)+1)
+	for k, v := range l.in.Env {
+		env[k] = v
+	}
+	details := types.ConfigDetails{
+		WorkingDir:  filepath.Dir(l.in.Files[0]),
+		Environment: env,
+	}
+	for _, d := range l.docs {
+		details.ConfigFiles = append(details.ConfigFiles, types.ConfigFile{Filename: d.abs, Content: d.data})
+	}
+	guard := composeContainedLoader{root: l.realRoot, workingDir: details.WorkingDir}
+	opts := []func(*loader.Options){
+		func(o *loader.Options) {
+			o.SetProjectName(l.project, true)
+			o.SkipInclude = true
+			// compose-go's defaults (secret target /run/secrets/x, port protocol and mode)
+			// are not docker stack deploy's: the conversion applies Swarm's own.
+			o.SkipDefaultValues = true
+			o.ResourceLoaders = []loader.ResourceLoader{guard}
+			o.Interpolate.Substitute = l.substitute
+		},
+		loader.WithSupportedAttributes(composeSupported(), func(f []loader.UnsupportedAttribute) {
+			l.findings = f
+		}),
+	}
+	ctx := context.Background()
+	dict, err := loader.LoadModelWithContext(ctx, details, opts...)
+	if err != nil {
+		l.loadError(err)
+		return nil
+	}
+	l.captureRaw(dict)
+	if !l.checkReadPaths(dict) {
+		return nil
+	}
+	project, err := loader.ModelToProject(dict, loader.ToOptions(&details, opts), details)
+	if err != nil {
+		l.loadError(err)
+		return nil
+	}
+	l.reportUnset()
+	return project
+}
+
+// substitute is compose-go's interpolation with one addition: it remembers variables used
+// without a default that are not set, which compose-go would only log.
+func (l *composeLoader) substitute(tmpl string, mapping template.Mapping) (string, error) {
+	return template.SubstituteWithOptions(tmpl, mapping, template.WithoutLogging,
+		template.WithReplacementFunction(func(sub string, m template.Mapping, cfg *template.Config) (string, error) {
+			if name := composeBareVar(sub); name != "" {
+				if _, ok := m(name); !ok {
+					l.unsetMu.Lock()
+					l.unset[name] = true
+					l.unsetMu.Unlock()
+				}
+			}
+			v, _, err := template.DefaultReplacementAppliedFunc(sub, m, cfg)
+			return v, err
+		}))
+}
+
+var composeBareVarRE = regexp.MustCompile(`^\$(?:([_a-zA-Z][_a-zA-Z0-9]*)|\{([_a-zA-Z][_a-zA-Z0-9]*)\})$`)
+
+func composeBareVar(sub string) string {
+	m := composeBareVarRE.FindStringSubmatch(sub)
+	if m == nil {
+		return ""
+	}
+	return m[1] + m[2]
+}
+
+// reportUnset warns about every variable used without a value, at its first use.
+func (l *composeLoader) reportUnset() {
+	names := make([]string, 0, len(l.unset))
+	for n := range l.unset {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		file, line := l.firstRel(), 0
+		re := regexp.MustCompile(`\$(?:` + regexp.QuoteMeta(n) + `\b|\{` + regexp.QuoteMeta(n) + `\})`)
+		for _, d := range l.docs {
+			if loc := re.FindIndex(d.data); loc != nil {
+				file, line = d.rel, 1+strings.Count(string(d.data[:loc[0]]), "\n")
+				break
+			}
+		}
+		l.warnf(file, line, "variable %s is not set, so an empty string is used; set it in the Stack document's spec.variables or an envFile", n)
+	}
+}
+
+// captureRaw keeps what the typed model loses; see composeRaw.
+func (l *composeLoader) captureRaw(dict map[string]any) {
+	l.raw = map[string]composeRaw{}
+	services, _ := dict["services"].(map[string]any)
+	for name, s := range services {
+		svc, _ := s.(map[string]any)
+		if svc == nil {
+			continue
+		}
+		r := composeRaw{extraHosts: svc["extra_hosts"], cpus: svc["cpus"]}
+		if deploy, ok := svc["deploy"].(map[string]any); ok {
+			if res, ok := deploy["resources"].(map[string]any); ok {
+				if lim, ok := res["limits"].(map[string]any); ok {
+					r.limitCPUs = lim["cpus"]
+				}
+				if rsv, ok := res["reservations"].(map[string]any); ok {
+					r.reserveCPUs = rsv["cpus"]
+				}
+			}
+		}
+		l.raw[name] = r
+	}
+}
+
+// checkReadPaths makes sure the files compose-go is about to read into the model
+// (env_file, label_file) stay inside the source tree: their content ends up in service
+// specs, and a commit must not be able to copy the capstan host's files into Swarm.
+func (l *composeLoader) checkReadPaths(dict map[string]any) bool {
+	ok := true
+	services, _ := dict["services"].(map[string]any)
+	for _, name := range sortedComposeKeys(services) {
+		svc, _ := services[name].(map[string]any)
+		if svc == nil {
+			continue
+		}
+		if files, isList := svc["env_file"].([]any); isList {
+			for i, f := range files {
+				m, _ := f.(map[string]any)
+				p, _ := m["path"].(string)
+				if p != "" && !l.inside(p) {
+					file, line := l.locate(false, "services", name, "env_file", fmt.Sprint(i))
+					l.errorf(file, line, "service %q: env_file %s is outside the source tree", name, p)
+					ok = false
+				}
+			}
+		}
+		if files, isList := svc["label_file"].([]any); isList {
+			for i, f := range files {
+				p, _ := f.(string)
+				if p != "" && !l.inside(p) {
+					file, line := l.locate(false, "services", name, "label_file", fmt.Sprint(i))
+					l.errorf(file, line, "service %q: label_file %s is outside the source tree", name, p)
+					ok = false
+				}
+			}
+		}
+	}
+	return ok
+}
+
+// inside reports whether abs, with symlinks resolved, lies inside the source root.
+func (l *composeLoader) inside(abs string) bool {
+	return composeWithin(l.realRoot, abs)
+}
+
+func composeWithin(realRoot, abs string) bool {
+	p := filepath.Clean(abs)
+	if real, err := filepath.EvalSymlinks(p); err == nil {
+		p = real
+	}
+	rel, err := filepath.Rel(realRoot, p)
+	if err != nil {
+		return false
+	}
+	return rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) && !filepath.IsAbs(rel)
+}
+
+// composeContainedLoader is consulted before compose-go's local file loader for extends
+// files: it claims every path that leaves the source tree, and refuses to load it.
+type composeContainedLoader struct {
+	root       string // symlinks resolved
+	workingDir string
+}
+
+func (g composeContainedLoader) Accept(p string) bool {
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(g.workingDir, p)
+	}
+	return !composeWithin(g.root, p)
+}
+
+func (g composeContainedLoader) Load(_ context.Context, p string) (string, error) {
+	return "", fmt.Errorf("extends file %s is outside the source tree", p)
+}
+
+func (g composeContainedLoader) Dir(p string) string { return filepath.Dir(p) }
+
+// locate finds the file and line of a path. last prefers the last file that sets it (the
+// value that won the merge); otherwise the first. The file is the first input when no
+// file has the path.
+func (l *composeLoader) locate(last bool, path ...string) (string, int) {
+	bestFile, bestLine, bestDepth := l.firstRel(), 0, -1
+	for i := range l.docs {
+		d := l.docs[i]
+		if last {
+			d = l.docs[len(l.docs)-1-i]
+		}
+		// Find how deep the path goes in this file; the deepest partial match wins.
+		for depth := len(path); depth > bestDepth && depth > 0; depth-- {
+			if line, ok := d.lookup(path[:depth]...); ok {
+				bestFile, bestLine, bestDepth = d.rel, line, depth
+				break
+			}
+		}
+		if bestDepth == len(path) {
+			break
+		}
+	}
+	return bestFile, bestLine
+}
+
+// locateIn is locate restricted to one file (by relative name), falling back to locate.
+func (l *composeLoader) locateIn(rel string, path ...string) (string, int) {
+	for _, d := range l.docs {
+		if d.rel != rel {
+			continue
+		}
+		for depth := len(path); depth > 0; depth-- {
+			if line, ok := d.lookup(path[:depth]...); ok {
+				return d.rel, line
+			}
+		}
+		return d.rel, 0
+	}
+	return l.locate(false, path...)
+}
+
+// Messages from compose-go name the offending attribute in one of these forms.
+var (
+	composeErrValidating = regexp.MustCompile(`^validating (.+?): (\S+) (.*)$`)
+	composeErrInterp     = regexp.MustCompile(`^error while interpolating (\S+): (.*)$`)
+	composeErrInterpFmt  = regexp.MustCompile(`(?s)^invalid interpolation format for (\S+)\.`)
+	composeErrParse      = regexp.MustCompile(`^failed to parse (.+?): (.*)$`)
+	composeErrService    = regexp.MustCompile(`services?[ .]"?([^" .:]+)"?`)
+	composeErrAddlProp   = regexp.MustCompile(`additional properties? '([^']+)'`)
+)
+
+// loadError turns a compose-go error into problems, one per joined error, each located
+// as precisely as its message allows.
+func (l *composeLoader) loadError(err error) {
+	if many, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range many.Unwrap() {
+			l.loadError(e)
+		}
+		return
+	}
+	msg := l.cleanMessage(err.Error())
+	file, line := l.firstRel(), 0
+
+	switch {
+	case composeErrParse.MatchString(msg):
+		m := composeErrParse.FindStringSubmatch(msg)
+		file, msg = m[1], m[2]
+		if y := composeYAMLLine.FindStringSubmatch(msg); y != nil {
+			fmt.Sscan(y[1], &line)
+			msg = "YAML syntax: " + y[2]
+		}
+	case composeErrValidating.MatchString(msg):
+		m := composeErrValidating.FindStringSubmatch(msg)
+		path := strings.Split(m[2], ".")
+		if a := composeErrAddlProp.FindStringSubmatch(m[3]); a != nil {
+			path = append(path, a[1])
+		}
+		file, line = l.locateIn(m[1], path...)
+		msg = m[2] + " " + m[3]
+	case composeErrInterp.MatchString(msg):
+		m := composeErrInterp.FindStringSubmatch(msg)
+		file, line = l.locate(false, strings.Split(m[1], ".")...)
+		msg = m[1] + ": " + m[2]
+		if strings.Contains(m[2], "required variable") {
+			msg += "; set it in the Stack document's spec.variables or an envFile"
+		}
+	case composeErrInterpFmt.MatchString(msg):
+		m := composeErrInterpFmt.FindStringSubmatch(msg)
+		file, line = l.locate(false, strings.Split(m[1], ".")...)
+		msg = strings.ReplaceAll(msg, "\n", " ")
+	default:
+		if m := composeErrService.FindStringSubmatch(msg); m != nil {
+			file, line = l.locate(false, "services", m[1])
+		}
+	}
+	l.errorf(file, line, "%s", msg)
+}
+
+// cleanMessage removes what means nothing to the user: absolute paths of the checkout and
+// compose-go's error class suffixes.
+func (l *composeLoader) cleanMessage(msg string) string {
+	for _, root := range []string{l.in.Root, l.realRoot} {
+		if root != "" {
+			msg = strings.ReplaceAll(msg, root+string(filepath.Separator), "")
+		}
+	}
+	for _, suffix := range []string{": invalid compose project", ": not found"} {
+		msg = strings.TrimSuffix(msg, suffix)
+	}
+	return msg
+}
+
+func sortedComposeKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }

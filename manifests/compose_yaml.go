@@ -1,0 +1,222 @@
+package manifests
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// compose-go reports no positions, so every compose file is also parsed once into a
+// yaml.v3 node tree. The tree is only ever used to answer "on which line of which file is
+// services.web.privileged?" for problems; the model itself comes from compose-go.
+
+// composeMaxFileSize bounds what is read from the source tree for one compose file,
+// env file, secret or config: Git can hold anything, capstan should not read a 2 GB blob.
+const composeMaxFileSize = 4 << 20
+
+// composeDoc is one input compose file.
+type composeDoc struct {
+	abs  string
+	rel  string // relative to the source root, slash-separated
+	data []byte
+	root *yaml.Node // the top-level mapping of the first document; nil when unparsable
+}
+
+// composeYAMLLine matches "yaml: line N: msg", the form yaml.v3 and compose-go's YAML
+// library both use for syntax errors.
+var composeYAMLLine = regexp.MustCompile(`yaml: line (\d+): (.*)`)
+
+// parse fills d.root, returning a problem when the file is not a YAML mapping.
+func (d *composeDoc) parse() *Problem {
+	var doc yaml.Node
+	err := yaml.NewDecoder(bytes.NewReader(d.data)).Decode(&doc)
+	if err != nil && !errors.Is(err, io.EOF) {
+		p := Problem{File: d.rel, Severity: Error, Message: err.Error()}
+		if m := composeYAMLLine.FindStringSubmatch(err.Error()); m != nil {
+			p.Line, _ = strconv.Atoi(m[1])
+			p.Message = "YAML syntax: " + m[2]
+		}
+		return &p
+	}
+	if len(doc.Content) == 0 {
+		return &Problem{File: d.rel, Severity: Error, Message: "the compose file is empty"}
+	}
+	root := doc.Content[0]
+	if root.Kind != yaml.MappingNode {
+		return &Problem{File: d.rel, Line: root.Line, Severity: Error,
+			Message: "a compose file must be a mapping with a services key at the top level"}
+	}
+	d.root = root
+	return nil
+}
+
+// lookup finds the node at path: mapping keys by name, sequence items by numeric index.
+// It returns the line of the deepest part it could match (the key's line for mapping
+// entries) and whether the whole path matched. "[]" matches no particular item, so the
+// search stops at the sequence.
+func (d *composeDoc) lookup(path ...string) (line int, found bool) {
+	if d.root == nil {
+		return 0, false
+	}
+	n := d.root
+	for i, part := range path {
+		n = composeDeref(n)
+		var next *yaml.Node
+		switch n.Kind {
+		case yaml.MappingNode:
+			key, val := composeMapEntry(n, part, 0)
+			if key == nil {
+				return line, false
+			}
+			line, next = key.Line, val
+		case yaml.SequenceNode:
+			idx, err := strconv.Atoi(part)
+			if err != nil || idx < 0 || idx >= len(n.Content) {
+				return line, false
+			}
+			next = n.Content[idx]
+			line = next.Line
+		default:
+			return line, false
+		}
+		if i == len(path)-1 {
+			return line, true
+		}
+		n = next
+	}
+	return line, len(path) == 0
+}
+
+// scalar returns the scalar value at path, if there is one.
+func (d *composeDoc) scalar(path ...string) (string, int, bool) {
+	if d.root == nil {
+		return "", 0, false
+	}
+	n := d.root
+	line := 0
+	for _, part := range path {
+		n = composeDeref(n)
+		if n.Kind != yaml.MappingNode {
+			return "", 0, false
+		}
+		k, v := composeMapEntry(n, part, 0)
+		if k == nil {
+			return "", 0, false
+		}
+		n, line = v, k.Line
+	}
+	n = composeDeref(n)
+	if n.Kind != yaml.ScalarNode {
+		return "", 0, false
+	}
+	return n.Value, line, true
+}
+
+// topKeys lists the top-level keys with their lines.
+func (d *composeDoc) topKeys() map[string]int {
+	out := map[string]int{}
+	if d.root == nil {
+		return out
+	}
+	for i := 0; i+1 < len(d.root.Content); i += 2 {
+		k := d.root.Content[i]
+		out[k.Value] = k.Line
+	}
+	return out
+}
+
+func composeDeref(n *yaml.Node) *yaml.Node {
+	for n != nil && n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	if n != nil && n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		return n.Content[0]
+	}
+	return n
+}
+
+// composeMapEntry finds key in a mapping, following "<<" merge keys the way YAML does:
+// an explicit key wins over a merged one. depth bounds merge chains.
+func composeMapEntry(m *yaml.Node, key string, depth int) (*yaml.Node, *yaml.Node) {
+	if depth > 16 {
+		return nil, nil
+	}
+	var merges []*yaml.Node
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		k, v := m.Content[i], m.Content[i+1]
+		if k.Value == key && k.Tag != "!!merge" {
+			return k, v
+		}
+		if k.Tag == "!!merge" || (k.Value == "<<" && k.Style == 0) {
+			merges = append(merges, v)
+		}
+	}
+	for _, mv := range merges {
+		mv = composeDeref(mv)
+		var sources []*yaml.Node
+		switch mv.Kind {
+		case yaml.MappingNode:
+			sources = []*yaml.Node{mv}
+		case yaml.SequenceNode:
+			sources = mv.Content
+		}
+		for _, src := range sources {
+			src = composeDeref(src)
+			if src.Kind != yaml.MappingNode {
+				continue
+			}
+			if k, v := composeMapEntry(src, key, depth+1); k != nil {
+				// The key lives in the anchored mapping; its line still points the user at
+				// the text that set the value.
+				return k, v
+			}
+		}
+	}
+	return nil, nil
+}
+
+// readComposeInput reads one file of the source tree, bounded in size.
+func readComposeInput(abs string) ([]byte, error) {
+	f, err := os.Open(abs)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if st.IsDir() {
+		return nil, fmt.Errorf("is a directory")
+	}
+	if st.Size() > composeMaxFileSize {
+		return nil, fmt.Errorf("is %d bytes, larger than the %d bytes capstan reads", st.Size(), composeMaxFileSize)
+	}
+	buf := make([]byte, 0, st.Size())
+	b := bytes.NewBuffer(buf)
+	if _, err := b.ReadFrom(f); err != nil {
+		return nil, err
+	}
+	if b.Len() > composeMaxFileSize {
+		return nil, fmt.Errorf("is larger than the %d bytes capstan reads", composeMaxFileSize)
+	}
+	return b.Bytes(), nil
+}
+
+// composeRel renders abs relative to root, slash-separated; paths outside root are
+// returned as given (they only appear in messages about escaping the tree).
+func composeRel(root, abs string) string {
+	rel, err := filepath.Rel(root, abs)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return filepath.ToSlash(abs)
+	}
+	return filepath.ToSlash(rel)
+}
