@@ -1,0 +1,83 @@
+package swarm
+
+import (
+	"sync"
+
+	"github.com/docker/docker/client"
+
+	"github.com/capstan-dev/capstan/reconcile"
+	"github.com/capstan-dev/capstan/resource"
+)
+
+var (
+	_ reconcile.Sink         = (*Sink)(nil)
+	_ reconcile.StatusReader = (*Sink)(nil)
+)
+
+// Sink reads and writes Swarm objects through the Docker Engine API. It is safe for
+// concurrent use, though reconcile calls it from one goroutine.
+type Sink struct {
+	cli      client.APIClient
+	instance string
+
+	mu    sync.Mutex
+	nodes []Node
+	// netNames remembers network names found by inspecting IDs the network list does not
+	// show (the swarm-side IDs of predefined networks such as "host"). IDs never change
+	// meaning, so the cache keeps later Observes at their constant request count.
+	netNames map[string]string
+}
+
+// New returns a Sink on cli for the capstan installation instance (the value of
+// dev.capstan.managed-by it stamps on what it creates and requires on what it deletes).
+// Give cli API version negotiation (client.WithAPIVersionNegotiation): the sink uses
+// nothing newer than API 1.41.
+func New(cli client.APIClient, instance string) *Sink {
+	if instance == "" {
+		instance = resource.DefaultInstance
+	}
+	return &Sink{cli: cli, instance: instance, netNames: map[string]string{}}
+}
+
+// Name is the Key.Sink of every resource the sink handles.
+func (s *Sink) Name() string { return resource.SinkSwarm }
+
+// Node is one Swarm node as the last Observe saw it. Strings are Swarm's own values:
+// Role "manager"|"worker", Availability "active"|"pause"|"drain", State
+// "unknown"|"down"|"ready"|"disconnected".
+type Node struct {
+	ID           string
+	Hostname     string
+	Role         string
+	Availability string
+	State        string
+	// Addr is the address the node is reachable at (Status.Addr).
+	Addr string
+	// Labels are the node's own labels (docker node update --label-add), e.g.
+	// dev.capstan.ecs-instance-id.
+	Labels map[string]string
+}
+
+// Nodes returns the nodes read by the last successful Observe (nil before the first one),
+// sorted by hostname then ID.
+func (s *Sink) Nodes() []Node {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Node, len(s.nodes))
+	for i, n := range s.nodes {
+		n.Labels = cloneMap(n.Labels)
+		out[i] = n
+	}
+	return out
+}
+
+func cloneMap(in map[string]string) map[string]string {
+	if in == nil {
+		return nil
+	}
+	out := make(map[string]string, len(in))
+	for k, v := range in {
+		out[k] = v
+	}
+	return out
+}
