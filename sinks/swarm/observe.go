@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/swarm"
 
@@ -122,6 +123,9 @@ func (s *Sink) resolveUnlistedNetworks(ctx context.Context, services []swarm.Ser
 				continue
 			}
 			n, err := s.cli.NetworkInspect(ctx, id, network.InspectOptions{Scope: "swarm"})
+			if cerrdefs.IsNotFound(err) {
+				continue // gone meanwhile: the ID stays, as for any unknown network
+			}
 			if err != nil {
 				return fmt.Errorf("swarm: service %s uses network %s, which the network list does not show: inspect: %w", svc.Spec.Name, id, err)
 			}

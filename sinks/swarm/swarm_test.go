@@ -512,6 +512,37 @@ func TestServiceStatusAndScale(t *testing.T) {
 	}
 }
 
+// TestServiceStatusReportsRollback: an update whose tasks fail is rolled back by Swarm,
+// and ServiceStatus says so — apply reports that as the change's failure.
+func TestServiceStatusReportsRollback(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	withRollback := func(s *swarm.ServiceSpec) {
+		s.UpdateConfig = &swarm.UpdateConfig{Parallelism: 1, FailureAction: swarm.UpdateFailureActionRollback, Monitor: 2 * time.Second}
+		s.TaskTemplate.RestartPolicy = &swarm.RestartPolicy{Condition: swarm.RestartPolicyConditionAny, Delay: durationPtr(100 * time.Millisecond)}
+	}
+	web := e.service("web", withRollback)
+	e.create(web)
+	e.waitStatus(web.Key.Name, func(s resource.ServiceStatus) bool { return s.RunningTasks == 1 })
+
+	failing := e.service("web", func(s *swarm.ServiceSpec) {
+		withRollback(s)
+		s.TaskTemplate.ContainerSpec.Env = append(s.TaskTemplate.ContainerSpec.Env, "FAIL_AFTER=0s")
+	})
+	e.apply(reconcile.Change{Action: reconcile.Update, Key: web.Key, Before: e.live(e.observe(), web.Key), After: failing})
+	st := e.waitStatus(web.Key.Name, func(s resource.ServiceStatus) bool {
+		return s.UpdateState == string(swarm.UpdateStateRollbackCompleted)
+	})
+	if st.UpdateMessage == "" {
+		t.Errorf("rollback without a message: %+v", st)
+	}
+	// Rolled back to the previous spec, whose task runs again and counts as current.
+	e.waitStatus(web.Key.Name, func(s resource.ServiceStatus) bool { return s.RunningTasks == 1 && s.DesiredTasks == 1 })
+	if env := e.live(e.observe(), web.Key).Service.TaskTemplate.ContainerSpec.Env; len(env) != 1 {
+		t.Errorf("env after rollback %v, want the original", env)
+	}
+}
+
 // TestUpdateSecretAndConfig: labels change in place; content never does.
 func TestUpdateSecretAndConfig(t *testing.T) {
 	t.Parallel()
