@@ -30,9 +30,9 @@ import (
 //     anything is written. Images are sent as written: the registry is never queried
 //     (QueryRegistry false), so no digest is pinned — resolveImage policies other than
 //     "never" are the caller's business.
-//   - network: Create (driver defaults to overlay), Replace, Delete (retried while tasks
-//     of removed services still detach, until ctx is done). Swarm cannot change a network
-//     in place, so Update and Scale fail: plan a Replace.
+//   - network: Create (driver defaults to overlay), Replace, Delete (which waits, until
+//     ctx is done, for tasks of removed services to detach and the network to be gone).
+//     Swarm cannot change a network in place, so Update and Scale fail: plan a Replace.
 //   - secret, config: content is immutable in Swarm. Update changes labels only, and the
 //     desired content is sent along so Swarm refuses the update if it differs; rotation
 //     (a new name, then a Delete of the old one) is planned by reconcile.
@@ -55,7 +55,7 @@ func (s *Sink) Apply(ctx context.Context, c reconcile.Change) error {
 
 func (s *Sink) apply(ctx context.Context, c reconcile.Change) error {
 	if c.Key.Sink != resource.SinkSwarm {
-		return fmt.Errorf("key is not a swarm key")
+		return errors.New("key is not a swarm key")
 	}
 	switch c.Action {
 	case reconcile.NoOp:
