@@ -1,0 +1,61 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/capstan-dev/capstan/reconcile"
+)
+
+func init() { commands = append(commands, newDiffCmd) }
+
+func newDiffCmd(a *app) *cobra.Command {
+	var f planFlags
+	var output string
+	var detailed bool
+	cmd := &cobra.Command{
+		Use:   "diff --source SRC [-o text|markdown|json] [--detailed-exitcode]",
+		Short: "Show the plan the source would cause; changes nothing",
+		Long: `diff loads the source, reads the live Swarm and prints the plan: what apply would
+create, update, scale, replace or delete, with field-level differences and drift.
+
+With --detailed-exitcode the exit code is 0 when there are no changes, 2 when there are
+changes and 1 on error (Terraform's contract).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			render, err := renderer(output)
+			if err != nil {
+				return &exitError{code: 1, err: err}
+			}
+			p, err := a.buildPlan(cmd.Context(), f)
+			if err != nil {
+				return &exitError{code: 1, err: err}
+			}
+			defer p.close()
+			if err := render(a.stdout, p.plan); err != nil {
+				return &exitError{code: 1, err: err}
+			}
+			if detailed && p.plan.HasChanges() {
+				return &exitError{code: 2}
+			}
+			return nil
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "plan format: text, markdown or json")
+	cmd.Flags().BoolVar(&detailed, "detailed-exitcode", false, "exit 2 when the plan has changes, 0 when it has none, 1 on error")
+	return cmd
+}
+
+func renderer(format string) (func(w writer, p reconcile.Plan) error, error) {
+	switch format {
+	case "text", "":
+		return func(w writer, p reconcile.Plan) error { return reconcile.RenderText(w, p) }, nil
+	case "markdown", "md":
+		return func(w writer, p reconcile.Plan) error { return reconcile.RenderMarkdown(w, p) }, nil
+	case "json":
+		return func(w writer, p reconcile.Plan) error { return reconcile.RenderJSON(w, p) }, nil
+	}
+	return nil, fmt.Errorf("unknown output format %q: use text, markdown or json", format)
+}
