@@ -100,6 +100,9 @@ func decodeDAB(data []byte) (*dabBundle, []dabProblem) {
 	if err != nil {
 		return nil, append(d.problems, d.syntaxProblem(err))
 	}
+	if d.notObject {
+		return nil, d.problems
+	}
 	if _, err := d.dec.Token(); err != io.EOF {
 		off := d.dec.InputOffset()
 		return nil, append(d.problems, dabProblem{d.lines.line(off), "unexpected data after the bundle's closing }"})
@@ -119,8 +122,9 @@ func decodeDAB(data []byte) (*dabBundle, []dabProblem) {
 type dabDecoder struct {
 	data     []byte
 	lines    lineIndex
-	dec      *json.Decoder
-	problems []dabProblem
+	dec       *json.Decoder
+	problems  []dabProblem
+	notObject bool // the bundle is not a JSON object at all
 }
 
 func (d *dabDecoder) problemf(line int, format string, args ...any) {
@@ -177,6 +181,9 @@ func (d *dabDecoder) object(path string, f func(key string, line int) error) err
 			return err
 		}
 		d.problemf(line, "%s: want a JSON object, got %s", pathOrDoc(path), describeToken(t))
+		if path == "" {
+			d.notObject = true
+		}
 		return nil
 	}
 	seen := map[string]int{}
@@ -517,8 +524,9 @@ func convertDAB(stack, file string, b *dabBundle) []resource.Resource {
 			Key:    resource.NetworkKey(target),
 			Stack:  stack,
 			Source: fmt.Sprintf("%s:%d", file, nets[target]),
+			// No driver, as docker deploy sent it: Swarm's create makes it an
+			// overlay, and compose stacks' networks look the same.
 			Network: &network.CreateOptions{
-				Driver: "overlay",
 				Labels: map[string]string{resource.LabelNamespace: stack},
 			},
 		})
