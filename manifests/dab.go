@@ -120,8 +120,8 @@ func decodeDAB(data []byte) (*dabBundle, []dabProblem) {
 }
 
 type dabDecoder struct {
-	data     []byte
-	lines    lineIndex
+	data      []byte
+	lines     lineIndex
 	dec       *json.Decoder
 	problems  []dabProblem
 	notObject bool // the bundle is not a JSON object at all
