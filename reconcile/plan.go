@@ -75,9 +75,15 @@ type Change struct {
 	After  *resource.Resource
 	Reason Reason
 	Diff   []FieldDiff
+	// Detach, on the Replace of a network, lists the live services attached to it. Swarm
+	// cannot remove a network in use, so apply detaches them before removing it; each of
+	// them also has a later change in the plan that attaches it to the new network.
+	Detach []resource.Key
 }
 
-// Plan is a value: building it performs no I/O. Changes are in apply order.
+// Plan is a value: building it performs no I/O. Changes are in apply order (see
+// BuildPlan). Changes holds no NoOp except for drift that is only reported (the stack's
+// selfHeal is off): such a change has Reason Drift and its Diff, and is never applied.
 type Plan struct {
 	Revision string
 	Changes  []Change
@@ -85,4 +91,55 @@ type Plan struct {
 	// or not the plan reverts them (selfHeal).
 	Drift    []resource.Key
 	Warnings []string
+	// StackOrder lists the desired stacks so that every stack comes after the stacks it
+	// depends on (spec.dependsOn); service changes are in this order.
+	StackOrder []string
+	// StackDeps maps a desired stack to the stacks it depends on directly, for apply to
+	// wait on (ApplyOptions.StackDeps).
+	StackDeps map[string][]string
 }
+
+// Options steer BuildPlan.
+type Options struct {
+	// Instance is this installation's managed-by value (--instance); "" means
+	// resource.DefaultInstance. Only objects labelled with it are updated or deleted.
+	Instance string
+	// AllowMassDelete lifts the prune guard (--allow-mass-delete).
+	AllowMassDelete bool
+	// Adopt takes over live objects that collide with desired ones but belong to no
+	// capstan instance or to another one (--adopt).
+	Adopt bool
+	// Revision is the source revision the plan is built from (<ref>@sha1:<hex>).
+	Revision string
+}
+
+// Summary counts what a plan does, the way Terraform does: a Replace is one to add and
+// one to destroy; NoOp changes (report-only drift) count nowhere.
+type Summary struct {
+	Add     int `json:"add"`
+	Change  int `json:"change"`
+	Destroy int `json:"destroy"`
+}
+
+// Summary counts the plan's changes.
+func (p Plan) Summary() Summary {
+	var s Summary
+	for _, c := range p.Changes {
+		switch c.Action {
+		case Create:
+			s.Add++
+		case Update, Scale:
+			s.Change++
+		case Replace:
+			s.Add++
+			s.Destroy++
+		case Delete:
+			s.Destroy++
+		}
+	}
+	return s
+}
+
+// HasChanges reports whether applying the plan would write anything (the condition for
+// `diff --detailed-exitcode` to exit 2).
+func (p Plan) HasChanges() bool { return p.Summary() != Summary{} }

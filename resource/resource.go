@@ -67,6 +67,10 @@ type Resource struct {
 	// Live side only.
 	ID      string
 	Version uint64
+	// ManagedBy is the owning capstan instance of a live object on a sink without labels
+	// (SLB: parsed from the listener Description / VServer group name marker
+	// capstan/<instance>/<route>). Swarm objects carry LabelManagedBy instead.
+	ManagedBy string
 	// Status of a live service; nil when unknown.
 	Status *ServiceStatus
 }
@@ -95,8 +99,14 @@ func (r *Resource) Labels() map[string]string {
 	return nil
 }
 
-// Owner is the managed-by label of the object, "" when capstan does not manage it.
-func (r *Resource) Owner() string { return r.Labels()[LabelManagedBy] }
+// Owner is the managed-by label of the object (ManagedBy on sinks without labels), ""
+// when capstan does not manage it.
+func (r *Resource) Owner() string {
+	if o := r.Labels()[LabelManagedBy]; o != "" {
+		return o
+	}
+	return r.ManagedBy
+}
 
 // Set is a collection of resources keyed by Key, plus the stacks they belong to.
 type Set struct {
