@@ -101,11 +101,15 @@ func config(stack, name, data string) resource.Resource {
 }
 
 func replicas(n uint64) func(*swarm.ServiceSpec) {
-	return func(s *swarm.ServiceSpec) { s.Mode = swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &n}} }
+	return func(s *swarm.ServiceSpec) {
+		s.Mode = swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &n}}
+	}
 }
 
 func env(kv ...string) func(*swarm.ServiceSpec) {
-	return func(s *swarm.ServiceSpec) { s.TaskTemplate.ContainerSpec.Env = append(s.TaskTemplate.ContainerSpec.Env, kv...) }
+	return func(s *swarm.ServiceSpec) {
+		s.TaskTemplate.ContainerSpec.Env = append(s.TaskTemplate.ContainerSpec.Env, kv...)
+	}
 }
 
 func usesSecret(name, target string) func(*swarm.ServiceSpec) {
