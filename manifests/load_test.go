@@ -474,3 +474,18 @@ func TestDecodeDABProblems(t *testing.T) {
 		})
 	}
 }
+
+func TestSplitDocuments(t *testing.T) {
+	in := "# leading comment\n%YAML 1.2\n---\na: 1\n---   # trailing\nb: 2\n---\n---\n--- {c: 3}\nd: |\n  ---not a marker\n"
+	got := splitDocuments([]byte(in))
+	want := []docChunk{
+		{[]byte("# leading comment\n%YAML 1.2\n---\na: 1\n"), 1},
+		{[]byte("---   # trailing\nb: 2\n"), 5},
+		{[]byte("---\n"), 7},
+		{[]byte("---\n"), 8},
+		{[]byte("--- {c: 3}\nd: |\n  ---not a marker\n"), 9},
+	}
+	if diff := cmp.Diff(want, got, cmp.AllowUnexported(docChunk{})); diff != "" {
+		t.Errorf("chunks (-want +got):\n%s", diff)
+	}
+}

@@ -1,6 +1,7 @@
 package manifests
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -42,15 +43,26 @@ type docChunk struct {
 func splitDocuments(data []byte) []docChunk {
 	var chunks []docChunk
 	start, startLine, line := 0, 1, 1
+	// A chunk is cut at a marker once it holds content or a marker of its own, so
+	// leading comments and directives stay with the document they precede.
+	hasContent, hasMarker := false, false
 	for i := 0; i < len(data); {
 		end := i
 		for end < len(data) && data[end] != '\n' {
 			end++
 		}
 		l := data[i:end]
-		if i > start && isDocMarker(l) {
-			chunks = append(chunks, docChunk{data: data[start:i], startLine: startLine})
-			start, startLine = i, line
+		if isDocMarker(l) {
+			if hasContent || hasMarker {
+				chunks = append(chunks, docChunk{data: data[start:i], startLine: startLine})
+				start, startLine = i, line
+			}
+			hasMarker = true
+			// The marker line may carry content itself ("--- {a: 1}").
+			rest := bytes.TrimSpace(l[3:])
+			hasContent = len(rest) > 0 && rest[0] != '#'
+		} else if t := bytes.TrimSpace(l); len(t) > 0 && t[0] != '#' && t[0] != '%' {
+			hasContent = true
 		}
 		i = end + 1
 		line++
