@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -156,7 +157,7 @@ func TestBuildPlanSourceChanges(t *testing.T) {
 			name:      "replicated to global is a replace",
 			desired:   base(env("A=1", "DB_PASSWORD=old"), global()),
 			want:      []string{"± swarm/service/wp_web (ImmutableField)"},
-			wantPaths: []string{"Mode", "Mode.Replicated.Replicas"},
+			wantPaths: []string{"Mode"},
 		},
 		{
 			name:      "a change normalization erases still rewrites the hash label",
@@ -725,5 +726,57 @@ func TestBuildPlanLongSecretNamesDoNotShareVersions(t *testing.T) {
 	}
 	if again := plan(t, v2, live, Options{}); len(again.Changes) != 0 || len(again.Warnings) != 0 {
 		t.Fatalf("second plan not empty:\n%s\nwarnings: %q", strings.Join(summarize(again), "\n"), again.Warnings)
+	}
+}
+
+func route(name string, port int, weight int) resource.Route {
+	return resource.Route{Name: name,
+		Service:      resource.ServiceRef{Stack: "wp", Name: "web", TargetPort: 80},
+		LoadBalancer: resource.LoadBalancer{ID: "lb-1", Region: "cn-beijing"},
+		Listener:     resource.Listener{Protocol: "http", Port: port, HealthCheck: &resource.HealthCheck{URI: "/license.txt"}},
+		Backends:     resource.Backends{NodeRole: "any", Weight: weight}}
+}
+
+func slbPair(name string, port, weight int, owner string) (group, listener resource.Resource) {
+	rt := route(name, port, weight)
+	key := fmt.Sprintf("lb-1:%d/http", port)
+	group = resource.Resource{Key: resource.Key{Sink: resource.SinkSLB, Kind: resource.KindVServerGroup, Name: key}, Route: &rt, ManagedBy: owner}
+	listener = resource.Resource{Key: resource.Key{Sink: resource.SinkSLB, Kind: resource.KindListener, Name: key}, Route: &rt, ManagedBy: owner}
+	return group, listener
+}
+
+func TestBuildPlanSLB(t *testing.T) {
+	dg, dl := slbPair("wp-http", 8080, 100, "")
+	dg2, dl2 := slbPair("wp-alt", 8081, 100, "")
+	desired := newSet([]resource.Stack{stackDoc("wp")}, service("wp", "web"), dg, dl, dg2, dl2)
+	live := liveOf(newSet(nil, service("wp", "web")))
+	lg, ll := slbPair("wp-http", 8080, 50, testInstance) // weight changed in the source
+	og, ol := slbPair("wp-old", 9090, 100, testInstance) // route removed from the source
+	fg, fl := slbPair("theirs", 7070, 100, "")           // someone else's listener
+	for _, r := range []resource.Resource{lg, ll, og, ol, fg, fl} {
+		live.Resources[r.Key] = r
+	}
+	p := plan(t, desired, live, Options{})
+	want := []string{
+		"~ slb/vservergroup/lb-1:8080/http (SourceChanged)",
+		"+ slb/vservergroup/lb-1:8081/http (NotInCluster)",
+		"~ slb/listener/lb-1:8080/http (SourceChanged)",
+		"+ slb/listener/lb-1:8081/http (NotInCluster)",
+		"- slb/listener/lb-1:9090/http (NotInSource)",
+		"- slb/vservergroup/lb-1:9090/http (NotInSource)",
+	}
+	if diff := cmp.Diff(want, summarize(p)); diff != "" {
+		t.Errorf("changes (-want +got):\n%s", diff)
+	}
+	if d := findChange(t, p, "slb/listener/lb-1:8080/http").Diff; !cmp.Equal(d, []FieldDiff{{Path: "Backends.Weight", Before: "50", After: "100"}}) {
+		t.Errorf("listener diff = %+v", d)
+	}
+
+	// A desired listener on a port someone else's listener holds is a conflict.
+	cg, cl := slbPair("wp-http", 7070, 100, "")
+	_, err := BuildPlan(newSet(nil, cg, cl), live, Options{AllowMassDelete: true})
+	var conflict *ConflictError
+	if !errors.As(err, &conflict) || len(conflict.Conflicts) != 2 {
+		t.Errorf("err = %v, want a conflict on both SLB objects", err)
 	}
 }

@@ -45,7 +45,18 @@ func LooksSecret(key string) bool {
 // desired sets platforms.
 func DiffService(desired, live swarm.ServiceSpec) []FieldDiff {
 	d, l := comparableServices(desired, live)
-	return diffLeaves(flattenService(l), flattenService(d))
+	diffs := diffLeaves(flattenService(l), flattenService(d))
+	if modeKind(d.Mode) != modeKind(l.Mode) {
+		// The mode's own fields (replicas, job counts) mean nothing across kinds.
+		kept := diffs[:0]
+		for _, f := range diffs {
+			if !strings.HasPrefix(f.Path, "Mode.") {
+				kept = append(kept, f)
+			}
+		}
+		diffs = kept
+	}
+	return diffs
 }
 
 func comparableServices(desired, live swarm.ServiceSpec) (d, l swarm.ServiceSpec) {
@@ -148,15 +159,19 @@ func DiffRoute(desired, live resource.Route) []FieldDiff {
 	return diffLeaves(flatten(live, nil), flatten(desired, nil))
 }
 
-// describe lists every field of r as a FieldDiff with only After set: the body of a
-// Create in a rendered plan. Secret data is masked; capstan's own labels are left out.
+// describe lists every field of r as written in the source, as FieldDiffs with only
+// After set: the body of a Create in a rendered plan. Secret data is masked; capstan's
+// own labels and the defaults Swarm would fill in are left out.
 func describe(r *resource.Resource) []FieldDiff {
 	var leaves map[string]leaf
 	switch {
 	case r.Service != nil:
-		leaves = flattenService(NormalizeService(*r.Service))
+		s := deepCopy(*r.Service)
+		s.Labels = withoutCapstanLabels(s.Labels)
+		leaves = flattenService(s)
 	case r.Network != nil:
-		n := NormalizeNetwork(*r.Network)
+		n := deepCopy(*r.Network)
+		n.Labels = withoutCapstanLabels(n.Labels)
 		leaves = flatten(n, nil)
 	case r.Secret != nil:
 		s := *r.Secret
@@ -169,7 +184,12 @@ func describe(r *resource.Resource) []FieldDiff {
 	case r.Route != nil:
 		leaves = flatten(*r.Route, nil)
 	}
-	return diffLeaves(nil, leaves)
+	diffs := make([]FieldDiff, 0, len(leaves))
+	for p, l := range leaves {
+		diffs = append(diffs, FieldDiff{Path: p, After: l.shown})
+	}
+	sort.Slice(diffs, func(i, j int) bool { return diffs[i].Path < diffs[j].Path })
+	return diffs
 }
 
 // leaf is one scalar field of a flattened spec.

@@ -3,6 +3,7 @@ package reconcile
 import (
 	"encoding/json"
 	"fmt"
+	"html"
 	"io"
 	"strconv"
 	"strings"
@@ -207,7 +208,7 @@ func RenderMarkdown(w io.Writer, p Plan, _ ...RenderOptions) error {
 			if len(c.Diff) == 0 && len(c.Detach) == 0 {
 				continue
 			}
-			out.printf("\n<details><summary>%s %s (%s)</summary>\n\n", mdCode(string(c.Action)), mdCode(c.Key.String()), c.Reason)
+			out.printf("\n<details><summary><code>%c %s</code> (%s)</summary>\n\n", c.Action, html.EscapeString(c.Key.String()), c.Reason)
 			lines := diffLines(c.Diff)
 			for _, k := range c.Detach {
 				lines = append(lines, "! detaches "+k.String()+" while the network is replaced")
@@ -229,7 +230,7 @@ func RenderMarkdown(w io.Writer, p Plan, _ ...RenderOptions) error {
 			if d.Reverted || len(d.Change.Diff) == 0 {
 				continue
 			}
-			out.printf("\n<details><summary>drift of %s</summary>\n\n", mdCode(d.Change.Key.String()))
+			out.printf("\n<details><summary>drift of <code>%s</code></summary>\n\n", html.EscapeString(d.Change.Key.String()))
 			writeFence(out, diffLines(d.Change.Diff))
 			out.printf("\n</details>\n")
 		}
