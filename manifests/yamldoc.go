@@ -203,6 +203,9 @@ func describeNode(n *yaml.Node) string {
 		if len(v) > 40 {
 			v = v[:40] + "..."
 		}
+		if n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0 {
+			return strconv.Quote(v) + " (quoted, so a string)"
+		}
 		return strconv.Quote(v)
 	}
 	return "empty"
@@ -365,6 +368,10 @@ func (w *strictWalker) walk(n *yaml.Node, t reflect.Type, path string) {
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
 		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
 		if n.Kind != yaml.ScalarNode || n.Tag != "!!int" {
+			if n.Kind == yaml.ScalarNode && n.Tag == "!!float" && allDigits(n.Value) {
+				w.errorf(n, "%s: %s is out of range", path, n.Value)
+				return
+			}
 			w.errorf(n, "%s: want an integer, got %s", path, describeNode(n))
 			return
 		}
@@ -379,6 +386,19 @@ func (w *strictWalker) walk(n *yaml.Node, t reflect.Type, path string) {
 			w.errorf(n, "%s: %s is out of range", path, n.Value)
 		}
 	}
+}
+
+func allDigits(s string) bool {
+	s = strings.TrimPrefix(s, "-")
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 func pathOrDoc(path string) string {
