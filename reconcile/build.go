@@ -62,7 +62,7 @@ func BuildPlan(desired, live *resource.Set, opts Options) (Plan, error) {
 		instance:  opts.Instance,
 		handled:   map[resource.Key]bool{},
 		versions:  map[resource.Key]string{},
-		logical:   map[string]string{},
+		logical:   map[resource.Key]string{},
 		changes:   map[resource.Key]int{},
 		plan:      Plan{Revision: opts.Revision},
 		stackRank: map[string]int{},
@@ -89,9 +89,11 @@ func BuildPlan(desired, live *resource.Set, opts Options) (Plan, error) {
 	}
 	b.deleteSuperseded()
 	b.detachFromReplacedNetworks()
-	b.keepInUseNetworks()
+	b.keepInUse()
 
 	var errs []error
+	sort.Slice(b.conflicts, func(i, j int) bool { return b.conflicts[i].Key.Less(b.conflicts[j].Key) })
+	sort.Slice(b.missing, func(i, j int) bool { return b.missing[i].Key.Less(b.missing[j].Key) })
 	if len(b.conflicts) > 0 {
 		errs = append(errs, &ConflictError{Instance: b.instance, Conflicts: b.conflicts})
 	}
@@ -120,9 +122,9 @@ type builder struct {
 	// handled marks keys already decided, so the pairing loop skips them.
 	handled map[resource.Key]bool
 	// versions maps a desired secret/config key to the name of the version services
-	// must use; logical maps such a version name back to the desired name.
+	// must use; logical maps the key of such a version back to the desired name.
 	versions map[resource.Key]string
-	logical  map[string]string
+	logical  map[resource.Key]string
 	// superseded lists live secret/config versions to delete once services moved.
 	superseded []resource.Key
 	// changes indexes plan.Changes by key.
@@ -307,7 +309,7 @@ func (b *builder) pairService(d, l resource.Resource) {
 	after := b.desiredCopy(d)
 	diffs := DiffService(*after.Service, *l.Service)
 	carryOver(after, l, b.resolveImage(d.Stack))
-	replace := modeKind(NormalizeService(*after.Service).Mode) != modeKind(NormalizeService(*l.Service).Mode)
+	replace := modeKind(after.Service.Mode) != modeKind(l.Service.Mode)
 	c := Change{Key: d.Key, Before: copyResource(l), After: after, Diff: diffs}
 	adopting := !b.owned(l)
 
@@ -360,12 +362,16 @@ func onlyReplicas(diffs []FieldDiff) bool {
 // to another version of the same object: the rotation the plan itself started.
 func (b *builder) rotationOnly(diffs []FieldDiff) bool {
 	for _, d := range diffs {
-		ok := (strings.HasPrefix(d.Path, "TaskTemplate.ContainerSpec.Secrets[") && strings.HasSuffix(d.Path, "].SecretName")) ||
-			(strings.HasPrefix(d.Path, "TaskTemplate.ContainerSpec.Configs[") && strings.HasSuffix(d.Path, "].ConfigName"))
-		if !ok {
+		var key resource.Key
+		switch {
+		case strings.HasPrefix(d.Path, "TaskTemplate.ContainerSpec.Secrets[") && strings.HasSuffix(d.Path, "].SecretName"):
+			key = resource.SecretKey(d.After)
+		case strings.HasPrefix(d.Path, "TaskTemplate.ContainerSpec.Configs[") && strings.HasSuffix(d.Path, "].ConfigName"):
+			key = resource.ConfigKey(d.After)
+		default:
 			return false
 		}
-		name, ok := b.logical[d.After]
+		name, ok := b.logical[key]
 		if !ok || !isVersion(d.Before, name) {
 			return false
 		}
@@ -539,7 +545,7 @@ func (b *builder) planVersion(d resource.Resource) {
 		b.add(Change{Action: Create, Key: vkey, After: after, Reason: Rotated, Diff: describe(after)})
 	}
 	b.versions[d.Key] = current
-	b.logical[current] = name
+	b.logical[kindKey(d.Key.Kind, current)] = name
 
 	// Every other version of this object that capstan owns is superseded.
 	for _, lk := range b.live.Keys() {
@@ -605,37 +611,10 @@ func sameConfigData(d, l resource.Resource) bool {
 		fmt.Sprint(d.Config.Templating) == fmt.Sprint(l.Config.Templating)
 }
 
-// deleteSuperseded deletes the old secret/config versions no service will use once the
-// plan is applied. A version still used by a service the plan leaves alone is kept.
+// deleteSuperseded deletes the old secret/config versions once services moved off
+// them; keepInUse then keeps any a service still uses.
 func (b *builder) deleteSuperseded() {
-	if len(b.superseded) == 0 {
-		return
-	}
-	users := map[resource.Key][]string{} // version -> services that will still use it
-	for _, sk := range unionKeys(b.desired, b.live) {
-		if sk.Kind != resource.KindService {
-			continue
-		}
-		spec := b.futureSpec(sk)
-		if spec == nil || spec.TaskTemplate.ContainerSpec == nil {
-			continue
-		}
-		for _, r := range spec.TaskTemplate.ContainerSpec.Secrets {
-			if r != nil {
-				users[resource.SecretKey(r.SecretName)] = append(users[resource.SecretKey(r.SecretName)], sk.Name)
-			}
-		}
-		for _, r := range spec.TaskTemplate.ContainerSpec.Configs {
-			if r != nil {
-				users[resource.ConfigKey(r.ConfigName)] = append(users[resource.ConfigKey(r.ConfigName)], sk.Name)
-			}
-		}
-	}
 	for _, k := range b.superseded {
-		if u := users[k]; len(u) > 0 {
-			b.warn("%s is superseded but kept: still used by service(s) %s", k, strings.Join(u, ", "))
-			continue
-		}
 		l, _ := b.live.Get(k)
 		b.add(Change{Action: Delete, Key: k, Before: copyResource(l), Reason: Rotated})
 	}
@@ -696,24 +675,40 @@ func (b *builder) detachFromReplacedNetworks() {
 	}
 }
 
-// keepInUseNetworks drops the deletion of networks a service will still be attached to
-// once the plan is applied: Swarm refuses to remove them.
-func (b *builder) keepInUseNetworks() {
-	users := map[string][]string{}
+// keepInUse drops the deletion of networks, secrets and configs a service will still
+// use once the plan is applied (one capstan does not manage, or one kept by prune:
+// false): Swarm refuses to remove them.
+func (b *builder) keepInUse() {
+	users := map[resource.Key][]string{}
 	for _, sk := range unionKeys(b.desired, b.live) {
 		if sk.Kind != resource.KindService {
 			continue
 		}
-		if spec := b.futureSpec(sk); spec != nil {
-			for _, n := range append(append([]swarm.NetworkAttachmentConfig(nil), spec.TaskTemplate.Networks...), spec.Networks...) {
-				users[n.Target] = append(users[n.Target], sk.Name)
+		spec := b.futureSpec(sk)
+		if spec == nil {
+			continue
+		}
+		use := func(k resource.Key) { users[k] = append(users[k], sk.Name) }
+		for _, n := range append(append([]swarm.NetworkAttachmentConfig(nil), spec.TaskTemplate.Networks...), spec.Networks...) {
+			use(resource.NetworkKey(n.Target))
+		}
+		if cs := spec.TaskTemplate.ContainerSpec; cs != nil {
+			for _, r := range cs.Secrets {
+				if r != nil {
+					use(resource.SecretKey(r.SecretName))
+				}
+			}
+			for _, r := range cs.Configs {
+				if r != nil {
+					use(resource.ConfigKey(r.ConfigName))
+				}
 			}
 		}
 	}
 	kept := b.plan.Changes[:0]
 	for _, c := range b.plan.Changes {
-		if c.Action == Delete && c.Key.Kind == resource.KindNetwork && len(users[c.Key.Name]) > 0 {
-			b.warn("%s is no longer in the source but kept: still used by service(s) %s", c.Key, strings.Join(users[c.Key.Name], ", "))
+		if u := users[c.Key]; c.Action == Delete && len(u) > 0 {
+			b.warn("%s is no longer needed but kept: still used by service(s) %s", c.Key, strings.Join(u, ", "))
 			continue
 		}
 		kept = append(kept, c)

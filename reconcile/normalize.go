@@ -1,8 +1,10 @@
 package reconcile
 
 import (
+	"fmt"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -48,8 +50,8 @@ var allocatorNetworkOptions = []string{"com.docker.network.driver.overlay.vxlani
 //     constraints, platforms, capabilities, groups, ulimits) are sorted;
 //   - the deprecated service-level Networks move to TaskTemplate.Networks.
 //
-// nil and empty maps, slices and structs are told apart by none of this: the comparison
-// (DiffService) treats them as equal, as Swarm does.
+// nil and empty maps, slices and structs are left as they are: DiffService treats them
+// as equal, as Swarm does.
 func NormalizeService(s swarm.ServiceSpec) swarm.ServiceSpec {
 	n := deepCopy(s)
 	n.Labels = withoutCapstanLabels(n.Labels)
@@ -329,26 +331,7 @@ func configRefKey(r *swarm.ConfigReference) string {
 }
 
 func portSortKey(p swarm.PortConfig) string {
-	return strings.Join([]string{pad(p.TargetPort), string(p.Protocol), pad(p.PublishedPort), string(p.PublishMode), p.Name}, "/")
-}
-
-func pad(n uint32) string {
-	s := "0000000000" + uitoa(uint64(n))
-	return s[len(s)-10:]
-}
-
-func uitoa(n uint64) string {
-	if n == 0 {
-		return "0"
-	}
-	var b [20]byte
-	i := len(b)
-	for n > 0 {
-		i--
-		b[i] = byte('0' + n%10)
-		n /= 10
-	}
-	return string(b[i:])
+	return fmt.Sprintf("%010d/%s/%010d/%s/%s", p.TargetPort, p.Protocol, p.PublishedPort, p.PublishMode, p.Name)
 }
 
 func genericKey(g swarm.GenericResource) string {
@@ -356,7 +339,7 @@ func genericKey(g swarm.GenericResource) string {
 	case g.NamedResourceSpec != nil:
 		return g.NamedResourceSpec.Kind + "=" + g.NamedResourceSpec.Value
 	case g.DiscreteResourceSpec != nil:
-		return g.DiscreteResourceSpec.Kind + "=" + uitoa(uint64(g.DiscreteResourceSpec.Value))
+		return g.DiscreteResourceSpec.Kind + "=" + strconv.FormatInt(g.DiscreteResourceSpec.Value, 10)
 	}
 	return ""
 }
