@@ -272,7 +272,9 @@ func createExternals(ctx context.Context, t *testing.T, cli *client.Client, desi
 			if err != nil {
 				t.Fatalf("create external network %s: %v", k.Name, err)
 			}
-			t.Cleanup(func() { removeExternal(t, "network", k.Name, func(ctx context.Context) error { return cli.NetworkRemove(ctx, resp.ID) }) })
+			t.Cleanup(func() {
+				removeExternal(t, "network", k.Name, func(ctx context.Context) error { return cli.NetworkRemove(ctx, resp.ID) })
+			})
 		case resource.KindSecret:
 			if _, _, err := cli.SecretInspectWithRaw(ctx, k.Name); err == nil {
 				continue
@@ -281,7 +283,9 @@ func createExternals(ctx context.Context, t *testing.T, cli *client.Client, desi
 			if err != nil {
 				t.Fatalf("create external secret %s: %v", k.Name, err)
 			}
-			t.Cleanup(func() { removeExternal(t, "secret", k.Name, func(ctx context.Context) error { return cli.SecretRemove(ctx, resp.ID) }) })
+			t.Cleanup(func() {
+				removeExternal(t, "secret", k.Name, func(ctx context.Context) error { return cli.SecretRemove(ctx, resp.ID) })
+			})
 		case resource.KindConfig:
 			if _, _, err := cli.ConfigInspectWithRaw(ctx, k.Name); err == nil {
 				continue
@@ -290,7 +294,9 @@ func createExternals(ctx context.Context, t *testing.T, cli *client.Client, desi
 			if err != nil {
 				t.Fatalf("create external config %s: %v", k.Name, err)
 			}
-			t.Cleanup(func() { removeExternal(t, "config", k.Name, func(ctx context.Context) error { return cli.ConfigRemove(ctx, resp.ID) }) })
+			t.Cleanup(func() {
+				removeExternal(t, "config", k.Name, func(ctx context.Context) error { return cli.ConfigRemove(ctx, resp.ID) })
+			})
 		}
 	}
 }
