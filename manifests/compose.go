@@ -144,8 +144,8 @@ func (l *composeLoader) readFiles() bool {
 			continue
 		}
 		d.data = data
-		if p := d.parse(); p != nil {
-			l.add(*p)
+		if probs := d.parse(); len(probs) > 0 {
+			l.probs = append(l.probs, probs...)
 			ok = false
 		}
 		l.docs = append(l.docs, d)
@@ -442,11 +442,9 @@ func (l *composeLoader) loadError(err error) {
 	switch {
 	case composeErrParse.MatchString(msg):
 		m := composeErrParse.FindStringSubmatch(msg)
-		file, msg = m[1], m[2]
-		if y := composeYAMLLine.FindStringSubmatch(msg); y != nil {
-			fmt.Sscan(y[1], &line)
-			msg = "YAML syntax: " + y[2]
-		}
+		file = m[1]
+		line, msg = composeYAMLError(m[2])
+		msg = "YAML syntax: " + msg
 	case composeErrValidating.MatchString(msg):
 		m := composeErrValidating.FindStringSubmatch(msg)
 		path := strings.Split(m[2], ".")
@@ -455,10 +453,13 @@ func (l *composeLoader) loadError(err error) {
 		}
 		file, line = l.locateIn(m[1], path...)
 		msg = m[2] + " " + m[3]
+		if m[3] == "false schema" && len(path) > 1 {
+			msg = fmt.Sprintf("%s: unknown attribute %q; check its spelling against the Compose Specification", strings.Join(path[:len(path)-1], "."), path[len(path)-1])
+		}
 	case composeErrInterp.MatchString(msg):
 		m := composeErrInterp.FindStringSubmatch(msg)
 		file, line = l.locate(false, strings.Split(m[1], ".")...)
-		msg = m[1] + ": " + m[2]
+		msg = m[1] + ": " + composeCastError(m[2])
 		if strings.Contains(m[2], "required variable") {
 			msg += "; set it in the Stack document's spec.variables or an envFile"
 		}
@@ -472,6 +473,24 @@ func (l *composeLoader) loadError(err error) {
 		}
 	}
 	l.errorf(file, line, "%s", msg)
+}
+
+var composeCastRE = regexp.MustCompile(`^failed to cast to expected type: (?:strconv\.(\w+): parsing "(.*)": .*|invalid boolean: (.*))$`)
+
+// composeCastError rewords compose-go's type cast failures ("strconv.Atoi: parsing ...").
+func composeCastError(msg string) string {
+	m := composeCastRE.FindStringSubmatch(msg)
+	switch {
+	case m == nil:
+		return msg
+	case m[3] != "":
+		return fmt.Sprintf("%q is not a boolean (use true or false)", m[3])
+	case m[1] == "ParseFloat":
+		return fmt.Sprintf("%q is not a number", m[2])
+	case m[1] == "ParseBool":
+		return fmt.Sprintf("%q is not a boolean (use true or false)", m[2])
+	}
+	return fmt.Sprintf("%q is not an integer", m[2])
 }
 
 // cleanMessage removes what means nothing to the user: absolute paths of the checkout and

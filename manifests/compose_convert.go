@@ -355,6 +355,9 @@ func (c *composeConverter) cpus(svc string, key []string, raw any, typed float32
 		text = v
 	case float64:
 		text = strconv.FormatFloat(v, 'f', -1, 64)
+	case float32:
+		// compose-go casts services.*.cpus to float32; its shortest form is what was meant.
+		text = strconv.FormatFloat(float64(v), 'f', -1, 32)
 	default:
 		text = fmt.Sprint(v)
 	}
@@ -749,6 +752,25 @@ func (c *composeConverter) ports(s types.ServiceConfig) []swarm.PortConfig {
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].PublishedPort < out[j].PublishedPort })
+	// Swarm refuses a published port used twice at apply time; say so now, at the line.
+	seen := map[string]bool{}
+	for _, p := range out {
+		if p.PublishedPort == 0 {
+			continue
+		}
+		proto, pubMode := p.Protocol, p.PublishMode
+		if proto == "" {
+			proto = swarm.PortConfigProtocolTCP
+		}
+		if pubMode == "" {
+			pubMode = swarm.PortConfigPublishModeIngress
+		}
+		key := fmt.Sprintf("%d/%s", p.PublishedPort, proto)
+		if seen[key] {
+			c.svcProblem(Error, s.Name, []string{"ports"}, "published port %s is used twice (%s mode); each published port can map to one target port", key, pubMode)
+		}
+		seen[key] = true
+	}
 	return out
 }
 

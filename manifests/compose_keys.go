@@ -105,7 +105,6 @@ var composeKeyRules = []composeKeyRule{
 	{path: "services.*.pids_limit"},
 
 	{path: "services.*.volumes_from", severity: Error, why: "Swarm services cannot mount another container's volumes; declare a named volume under the top-level volumes key and mount it in each service that shares it"},
-	{path: "services.*.volume_driver", severity: Error, why: "set the driver on a top-level volume and mount that volume instead"},
 	{path: "services.*.ipc", severity: Warning, why: "Swarm services always get their own IPC namespace"},
 	{path: "services.*.pid", severity: Warning, why: "Swarm services always get their own PID namespace"},
 	{path: "services.*.build", severity: Warning, why: "capstan deploys images, it does not build them"},

@@ -11,11 +11,12 @@ import (
 	"strconv"
 	"strings"
 
-	"gopkg.in/yaml.v3"
+	yaml "go.yaml.in/yaml/v4"
 )
 
 // compose-go reports no positions, so every compose file is also parsed once into a
-// yaml.v3 node tree. The tree is only ever used to answer "on which line of which file is
+// node tree by the YAML library compose-go itself uses (go.yaml.in/yaml/v4, whose syntax
+// errors also carry the position of the fault rather than of the enclosing block). The tree is only ever used to answer "on which line of which file is
 // services.web.privileged?" for problems; the model itself comes from compose-go.
 
 // composeMaxFileSize bounds what is read from the source tree for one compose file,
@@ -30,32 +31,80 @@ type composeDoc struct {
 	root *yaml.Node // the top-level mapping of the first document; nil when unparsable
 }
 
-// composeYAMLLine matches "yaml: line N: msg", the form yaml.v3 and compose-go's YAML
-// library both use for syntax errors.
-var composeYAMLLine = regexp.MustCompile(`yaml: line (\d+): (.*)`)
+// composeYAMLPos finds "line N" or "line N, column M" in a YAML syntax error; the last
+// one is where the fault is (earlier ones name the enclosing block).
+var composeYAMLPos = regexp.MustCompile(`line (\d+)(?:, column \d+)?:? ?`)
 
-// parse fills d.root, returning a problem when the file is not a YAML mapping.
-func (d *composeDoc) parse() *Problem {
+// composeYAMLError splits a YAML library error into the line of the fault and a message.
+func composeYAMLError(msg string) (int, string) {
+	msg = strings.TrimPrefix(msg, "yaml: ")
+	locs := composeYAMLPos.FindAllStringSubmatchIndex(msg, -1)
+	if len(locs) == 0 {
+		return 0, msg
+	}
+	last := locs[len(locs)-1]
+	line, _ := strconv.Atoi(msg[last[2]:last[3]])
+	rest := strings.TrimSpace(msg[last[1]:])
+	if rest == "" {
+		rest = msg
+	}
+	// This release of the library counts lines from 0 in parser errors and from 1 in
+	// scanner errors; parser errors are the "while parsing" / "did not find expected" ones.
+	if strings.Contains(msg, "while parsing") || strings.HasPrefix(rest, "did not find expected") {
+		line++
+	}
+	return line, rest
+}
+
+// parse fills d.root, returning problems when the file is not a YAML mapping or repeats
+// a key.
+func (d *composeDoc) parse() Problems {
 	var doc yaml.Node
 	err := yaml.NewDecoder(bytes.NewReader(d.data)).Decode(&doc)
 	if err != nil && !errors.Is(err, io.EOF) {
-		p := Problem{File: d.rel, Severity: Error, Message: err.Error()}
-		if m := composeYAMLLine.FindStringSubmatch(err.Error()); m != nil {
-			p.Line, _ = strconv.Atoi(m[1])
-			p.Message = "YAML syntax: " + m[2]
-		}
-		return &p
+		line, msg := composeYAMLError(err.Error())
+		return Problems{{File: d.rel, Line: line, Severity: Error, Message: "YAML syntax: " + msg}}
 	}
 	if len(doc.Content) == 0 {
-		return &Problem{File: d.rel, Severity: Error, Message: "the compose file is empty"}
+		return Problems{{File: d.rel, Severity: Error, Message: "the compose file is empty"}}
 	}
 	root := doc.Content[0]
 	if root.Kind != yaml.MappingNode {
-		return &Problem{File: d.rel, Line: root.Line, Severity: Error,
-			Message: "a compose file must be a mapping with a services key at the top level"}
+		return Problems{{File: d.rel, Line: root.Line, Severity: Error,
+			Message: "a compose file must be a mapping with a services key at the top level"}}
 	}
 	d.root = root
-	return nil
+	var probs Problems
+	composeDuplicateKeys(root, "", func(line int, path, key string, first int) {
+		probs = append(probs, Problem{File: d.rel, Line: line, Severity: Error,
+			Message: fmt.Sprintf("%s%s is defined twice (first at line %d)", path, key, first)})
+	})
+	return probs
+}
+
+// composeDuplicateKeys reports keys repeated within one mapping, which YAML forbids and
+// which would otherwise silently keep the last value. Aliases are not followed, so an
+// alias bomb costs nothing here.
+func composeDuplicateKeys(n *yaml.Node, path string, report func(line int, path, key string, first int)) {
+	switch n.Kind {
+	case yaml.MappingNode:
+		seen := map[string]int{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if k.Kind == yaml.ScalarNode && k.Tag != "!!merge" && k.Value != "<<" {
+				if first, dup := seen[k.Value]; dup {
+					report(k.Line, path, k.Value, first)
+				} else {
+					seen[k.Value] = k.Line
+				}
+			}
+			composeDuplicateKeys(v, path+k.Value+".", report)
+		}
+	case yaml.SequenceNode:
+		for i, v := range n.Content {
+			composeDuplicateKeys(v, fmt.Sprintf("%s%d.", path, i), report)
+		}
+	}
 }
 
 // lookup finds the node at path: mapping keys by name, sequence items by numeric index.
