@@ -44,6 +44,7 @@ func Load(root string, opts Options) (*resource.Set, Problems) {
 	set := l.loadStacks()
 	l.checkDependencies()
 	l.addRoutes(set)
+	l.checkReservedLabels(set)
 	if len(l.stacks) == 0 && len(l.routes) == 0 && !l.problems.HasErrors() {
 		l.problems = append(l.problems, Problem{Severity: Warning,
 			Message: fmt.Sprintf("%s holds no Stack or Route documents, .dab files or stacks/NAME/ directories", root)})
@@ -454,6 +455,24 @@ func (l *treeLoader) addRoutes(set *resource.Set) {
 	for _, r := range res {
 		if err := set.Add(r); err != nil {
 			l.add(errorAt(r.Source, 0, "%v", err))
+		}
+	}
+}
+
+// checkReservedLabels refuses dev.capstan.* labels written in the source: they are
+// capstan's record of ownership and of what it applied, and a source that could set
+// them could claim another instance's objects.
+func (l *treeLoader) checkReservedLabels(set *resource.Set) {
+	for _, k := range set.Keys() {
+		r := set.Resources[k]
+		if r.External {
+			continue
+		}
+		for _, name := range sortedKeys(r.Labels()) {
+			if strings.HasPrefix(name, "dev.capstan.") {
+				file, line := splitSource(r.Source)
+				l.add(errorAt(file, line, "%s %s: label %s is reserved: capstan sets dev.capstan.* labels itself", k.Kind, k.Name, name))
+			}
 		}
 	}
 }
