@@ -321,7 +321,7 @@ func (l *composeLoader) checkReadPaths(dict map[string]any) bool {
 				p, _ := m["path"].(string)
 				if p != "" && !l.inside(p) {
 					file, line := l.locate(false, "services", name, "env_file", fmt.Sprint(i))
-					l.errorf(file, line, "service %q: env_file %s is outside the source tree", name, p)
+					l.errorf(file, line, "service %q: env_file %s", name, l.describeOutside(p))
 					ok = false
 				}
 			}
@@ -331,7 +331,7 @@ func (l *composeLoader) checkReadPaths(dict map[string]any) bool {
 				p, _ := f.(string)
 				if p != "" && !l.inside(p) {
 					file, line := l.locate(false, "services", name, "label_file", fmt.Sprint(i))
-					l.errorf(file, line, "service %q: label_file %s is outside the source tree", name, p)
+					l.errorf(file, line, "service %q: label_file %s", name, l.describeOutside(p))
 					ok = false
 				}
 			}
@@ -346,15 +346,40 @@ func (l *composeLoader) inside(abs string) bool {
 }
 
 func composeWithin(realRoot, abs string) bool {
-	p := filepath.Clean(abs)
-	if real, err := filepath.EvalSymlinks(p); err == nil {
-		p = real
-	}
-	rel, err := filepath.Rel(realRoot, p)
+	rel, err := filepath.Rel(realRoot, composeResolve(abs))
 	if err != nil {
 		return false
 	}
 	return rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) && !filepath.IsAbs(rel)
+}
+
+// describeOutside renders a path that leaves the source tree for a message: as written
+// when it lies outside lexically, or with where its symlinks lead.
+func (l *composeLoader) describeOutside(abs string) string {
+	clean := filepath.Clean(abs)
+	shown := composeRel(l.in.Root, clean) // absolute when it is outside lexically
+	if real, err := filepath.EvalSymlinks(clean); err == nil && real != clean {
+		return fmt.Sprintf("%s leads outside the source tree (to %s)", shown, real)
+	}
+	return shown + " is outside the source tree"
+}
+
+// composeResolve resolves the symlinks of the longest existing prefix of abs, so a
+// missing file is judged by where its directory really is.
+func composeResolve(abs string) string {
+	p := filepath.Clean(abs)
+	var rest []string
+	for {
+		if real, err := filepath.EvalSymlinks(p); err == nil {
+			return filepath.Join(append([]string{real}, rest...)...)
+		}
+		parent := filepath.Dir(p)
+		if parent == p {
+			return filepath.Clean(abs)
+		}
+		rest = append([]string{filepath.Base(p)}, rest...)
+		p = parent
+	}
 }
 
 // composeContainedLoader is consulted before compose-go's local file loader for extends
@@ -425,6 +450,7 @@ var (
 	composeErrParse      = regexp.MustCompile(`^failed to parse (.+?): (.*)$`)
 	composeErrService    = regexp.MustCompile(`services?[ .]"?([^" .:]+)"?`)
 	composeErrAddlProp   = regexp.MustCompile(`additional properties? '([^']+)'`)
+	composeErrExtends    = regexp.MustCompile(`^extends file (\S+) is outside the source tree`)
 )
 
 // loadError turns a compose-go error into problems, one per joined error, each located
@@ -467,12 +493,28 @@ func (l *composeLoader) loadError(err error) {
 		m := composeErrInterpFmt.FindStringSubmatch(msg)
 		file, line = l.locate(false, strings.Split(m[1], ".")...)
 		msg = strings.ReplaceAll(msg, "\n", " ")
+	case composeErrExtends.MatchString(msg):
+		// The path is as written in some extends.file; find where.
+		file, line = l.findText(composeErrExtends.FindStringSubmatch(msg)[1])
 	default:
 		if m := composeErrService.FindStringSubmatch(msg); m != nil {
 			file, line = l.locate(false, "services", m[1])
 		}
 	}
 	l.errorf(file, line, "%s", msg)
+}
+
+// findText locates the first occurrence of text in the input files, for messages that
+// quote a value rather than name an attribute.
+func (l *composeLoader) findText(text string) (string, int) {
+	if text != "" {
+		for _, d := range l.docs {
+			if i := strings.Index(string(d.data), text); i >= 0 {
+				return d.rel, 1 + strings.Count(string(d.data[:i]), "\n")
+			}
+		}
+	}
+	return l.firstRel(), 0
 }
 
 var composeCastRE = regexp.MustCompile(`^failed to cast to expected type: (?:strconv\.(\w+): parsing "(.*)": .*|invalid boolean: (.*))$`)

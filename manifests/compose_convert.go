@@ -1068,7 +1068,7 @@ func (c *composeConverter) objectData(o composeFileObject) ([]byte, bool) {
 	switch {
 	case o.obj.File != "":
 		if !c.l.inside(o.obj.File) {
-			return fail("file %s is outside the source tree", composeRel(c.l.realRoot, o.obj.File))
+			return fail("file %s", c.l.describeOutside(o.obj.File))
 		}
 		data, err := readComposeInput(o.obj.File)
 		if err != nil {

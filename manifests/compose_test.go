@@ -420,7 +420,7 @@ func TestLoadComposeErrors(t *testing.T) {
 		{
 			name:  "extends file outside the source tree",
 			files: map[string]string{"c.yml": "services:\n  web:\n    extends:\n      file: /etc/compose.yml\n      service: base\n"},
-			want:  Problems{{File: "c.yml", Severity: Error, Message: "extends file /etc/compose.yml is outside the source tree"}},
+			want:  Problems{{File: "c.yml", Line: 4, Severity: Error, Message: "extends file /etc/compose.yml is outside the source tree"}},
 		},
 	}
 	for _, tt := range tests {
@@ -756,5 +756,85 @@ func TestComposeCompatibilityDocumentsEveryRule(t *testing.T) {
 		if !strings.Contains(string(doc), "`"+key+"`") {
 			t.Errorf("docs/compose-compatibility.md does not mention `%s`", key)
 		}
+	}
+}
+
+// TestLoadComposeExtends resolves extends from another file of the tree, and refuses one
+// reached through "..": the path is relative to the first compose file's directory.
+func TestLoadComposeExtends(t *testing.T) {
+	files := map[string]string{
+		"common/base.yml": "services:\n  base:\n    image: example/base:1\n    environment:\n      FROM: base\n",
+		"stacks/app/compose.yml": `services:
+  web:
+    extends:
+      file: ../../common/base.yml
+      service: base
+    environment:
+      OWN: "yes"
+`,
+		"stacks/evil/compose.yml": "services:\n  web:\n    extends:\n      file: ../../../outside.yml\n      service: base\n",
+	}
+	res, probs := loadComposeTree(t, "ext", nil, files, "stacks/app/compose.yml")
+	if len(probs) != 0 {
+		t.Fatalf("unexpected problems:\n%s", probs)
+	}
+	c := findResource(t, res, resource.ServiceKey("ext_web")).Service.TaskTemplate.ContainerSpec
+	if c.Image != "example/base:1" {
+		t.Errorf("image = %q, want the extended service's", c.Image)
+	}
+	if diff := cmp.Diff([]string{"FROM=base", "OWN=yes"}, c.Env); diff != "" {
+		t.Errorf("env (-want +got):\n%s", diff)
+	}
+
+	_, probs = loadComposeTree(t, "ext", nil, files, "stacks/evil/compose.yml")
+	want := Problems{{File: "stacks/evil/compose.yml", Line: 4, Severity: Error, Message: "extends file ../../../outside.yml is outside the source tree"}}
+	if diff := cmp.Diff(want, probs); diff != "" {
+		t.Errorf("problems (-want +got):\n%s", diff)
+	}
+}
+
+// TestLoadComposeSymlinkEscape refuses a secret file that is a symlink leaving the tree.
+func TestLoadComposeSymlinkEscape(t *testing.T) {
+	outside := filepath.Join(t.TempDir(), "host-secret")
+	if err := os.WriteFile(outside, []byte("do not copy"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	root := composeTree(t, map[string]string{"c.yml": "services:\n  a:\n    image: x\n    secrets: [s]\nsecrets:\n  s:\n    file: link\n"})
+	if err := os.Symlink(outside, filepath.Join(root, "link")); err != nil {
+		t.Skipf("cannot create a symlink here: %v", err)
+	}
+	res, probs := loadCompose(composeInput{Stack: "sym", Root: root, Files: []string{filepath.Join(root, "c.yml")}})
+	if res != nil {
+		t.Errorf("resources returned: %v", res)
+	}
+	want := Problems{{File: "c.yml", Line: 6, Severity: Error, Message: `secret "s": file link leads outside the source tree (to ` + outside + `)`}}
+	if diff := cmp.Diff(want, probs); diff != "" {
+		t.Errorf("problems (-want +got):\n%s", diff)
+	}
+}
+
+// TestLoadComposeRootBehindSymlink checks a source root reached through a symlink (a
+// checkout cache often is): files inside it are inside, a missing one is just missing.
+func TestLoadComposeRootBehindSymlink(t *testing.T) {
+	real := composeTree(t, map[string]string{
+		"c.yml":  "services:\n  a:\n    image: x\n    secrets: [s, m]\nsecrets:\n  s:\n    file: s.txt\n  m:\n    file: missing.txt\n",
+		"s.txt":  "ok",
+		"c2.yml": "services:\n  a:\n    image: x\n    secrets: [s]\nsecrets:\n  s:\n    file: s.txt\n",
+	})
+	root := filepath.Join(t.TempDir(), "checkout")
+	if err := os.Symlink(real, root); err != nil {
+		t.Skipf("cannot create a symlink here: %v", err)
+	}
+	_, probs := loadCompose(composeInput{Stack: "ln", Root: root, Files: []string{filepath.Join(root, "c.yml")}})
+	want := Problems{{File: "c.yml", Line: 8, Severity: Error, Message: `secret "m": cannot read file missing.txt: no such file or directory`}}
+	if diff := cmp.Diff(want, probs); diff != "" {
+		t.Errorf("problems (-want +got):\n%s", diff)
+	}
+	res, probs := loadCompose(composeInput{Stack: "ln", Root: root, Files: []string{filepath.Join(root, "c2.yml")}})
+	if len(probs) != 0 {
+		t.Fatalf("unexpected problems:\n%s", probs)
+	}
+	if got := string(findResource(t, res, resource.SecretKey("ln_s")).Secret.Data); got != "ok" {
+		t.Errorf("secret data = %q", got)
 	}
 }
