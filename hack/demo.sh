@@ -34,5 +34,5 @@ cat <<'NEXT'
 Try: edit examples/wordpress/docker-compose.yml (say, add `scale: 3` to wordpress) and run
   bin/capstan diff --source examples
   bin/capstan apply --source examples
-Remove the demo stacks with: docker stack rm wordpress shop
+Remove the demo stacks with: docker stack rm wordpress shop shop-db
 NEXT
