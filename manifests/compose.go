@@ -224,13 +224,50 @@ func (l *composeLoader) loadProject() *types.Project {
 	if !l.checkReadPaths(dict) {
 		return nil
 	}
+	driverSecrets := markDriverSecrets(dict)
 	project, err := loader.ModelToProject(dict, loader.ToOptions(&details, opts), details)
 	if err != nil {
 		l.loadError(err)
 		return nil
 	}
+	for _, key := range driverSecrets {
+		s := project.Secrets[key]
+		s.Environment = ""
+		project.Secrets[key] = s
+	}
 	l.reportUnset()
 	return project
+}
+
+// composeDriverPlaceholder stands in for the content of a secret a secret driver
+// provides; see markDriverSecrets.
+const composeDriverPlaceholder = "\x00capstan: content from the secret driver"
+
+// markDriverSecrets gives secrets whose content comes from a secret driver (Swarm and
+// docker stack deploy support them) a placeholder source, because compose-go's
+// consistency check insists on file or environment. The placeholder is removed again
+// from the loaded project; it returns the keys it marked.
+func markDriverSecrets(dict map[string]any) []string {
+	secrets, _ := dict["secrets"].(map[string]any)
+	var marked []string
+	for key, v := range secrets {
+		s, _ := v.(map[string]any)
+		if s == nil || s["driver"] == nil {
+			continue
+		}
+		if _, ok := s["file"]; ok {
+			continue
+		}
+		if _, ok := s["environment"]; ok {
+			continue
+		}
+		if ext, _ := s["external"].(bool); ext {
+			continue
+		}
+		s["environment"] = composeDriverPlaceholder
+		marked = append(marked, key)
+	}
+	return marked
 }
 
 // substitute is compose-go's interpolation with one addition: it remembers variables used
