@@ -24,6 +24,9 @@ type composeKeyRule struct {
 	path     tree.Path
 	severity Severity // "" when capstan converts the attribute
 	why      string
+	// exact rules cover the node itself, not what lies below it: "services.*" admits a
+	// service without admitting every attribute a service may have.
+	exact bool
 }
 
 const composeWhyGeneric = "Swarm services do not support it"
@@ -42,8 +45,8 @@ var composeKeyRules = []composeKeyRule{
 	{path: "secrets"},
 	{path: "configs"},
 
-	{path: "services"},
-	{path: "services.*"},
+	{path: "services", exact: true},
+	{path: "services.*", exact: true},
 	{path: "services.*.image"},
 	{path: "services.*.command"},
 	{path: "services.*.entrypoint"},
@@ -153,7 +156,7 @@ func composeRuleFor(p tree.Path) (composeKeyRule, bool) {
 	best, bestLen := composeKeyRule{}, -1
 	for _, r := range composeKeyRules {
 		rp := r.path.Parts()
-		if len(rp) > len(parts) || len(rp) <= bestLen {
+		if len(rp) > len(parts) || len(rp) <= bestLen || (r.exact && len(rp) != len(parts)) {
 			continue
 		}
 		if tree.Path(strings.Join(parts[:len(rp)], ".")).Matches(r.path) {

@@ -323,6 +323,10 @@ func TestLoadComposeKeyPolicy(t *testing.T) {
 			want: Problems{warn(4, `name "other" is ignored: the stack is named "policy" by its Stack document`)}},
 		{name: "include", top: "include:\n  - other.yaml\n",
 			want: Problems{fail(4, `include is not supported: list every file in the Stack document's spec.compose instead, so capstan can check it stays inside the source tree`)}},
+		{name: "an attribute without a rule", extra: "    runtime: runsc\n",
+			want: Problems{warn(4, `service "web": runtime is ignored: Swarm services do not support it`)}},
+		{name: "jobs", top: "jobs:\n  migrate:\n    image: example/migrate\n    triggers:\n      manual: true\n",
+			want: Problems{fail(4, `jobs is not supported: declare a service with deploy.mode: replicated-job or global-job instead`)}},
 		{name: "network enable_ipv4", top: "networks:\n  default:\n    enable_ipv4: false\n",
 			want: nil}, // false is the harmless empty value
 	}
@@ -836,5 +840,26 @@ func TestLoadComposeRootBehindSymlink(t *testing.T) {
 	}
 	if got := string(findResource(t, res, resource.SecretKey("ln_s")).Secret.Data); got != "ok" {
 		t.Errorf("secret data = %q", got)
+	}
+}
+
+// TestLoadComposeStackNameOutsideComposeAlphabet: compose-go only takes lowercase
+// project names; Swarm names still come from the stack as written.
+func TestLoadComposeStackNameOutsideComposeAlphabet(t *testing.T) {
+	files := map[string]string{"c.yml": "services:\n  web:\n    image: x\n    networks: [back]\n    volumes: [data:/data]\nnetworks:\n  back:\nvolumes:\n  data:\n"}
+	res, probs := loadComposeTree(t, "Shop", nil, files, "c.yml")
+	if len(probs) != 0 {
+		t.Fatalf("unexpected problems:\n%s", probs)
+	}
+	findResource(t, res, resource.NetworkKey("Shop_back"))
+	s := findResource(t, res, resource.ServiceKey("Shop_web")).Service
+	if got := s.TaskTemplate.Networks[0].Target; got != "Shop_back" {
+		t.Errorf("network target = %q, want Shop_back", got)
+	}
+	if got := s.TaskTemplate.ContainerSpec.Mounts[0].Source; got != "Shop_data" {
+		t.Errorf("volume source = %q, want Shop_data", got)
+	}
+	if got := s.Labels[resource.LabelNamespace]; got != "Shop" {
+		t.Errorf("namespace label = %q, want Shop", got)
 	}
 }
