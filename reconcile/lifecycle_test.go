@@ -182,15 +182,9 @@ func TestLifecycleOnEngine(t *testing.T) {
 	l.converge(v4)
 
 	// Drift: someone edits the service by hand; capstan reverts it.
-	svc, _, err := l.cli.ServiceInspectWithRaw(l.ctx, l.stack+"_web", swarm.ServiceInspectOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	spec := svc.Spec
-	spec.TaskTemplate.ContainerSpec.Env = append(spec.TaskTemplate.ContainerSpec.Env, "DEBUG=1")
-	if _, err := l.cli.ServiceUpdate(l.ctx, svc.ID, svc.Version, spec, swarm.ServiceUpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	l.editByHand(l.stack+"_web", func(s *swarm.ServiceSpec) {
+		s.TaskTemplate.ContainerSpec.Env = append(s.TaskTemplate.ContainerSpec.Env, "DEBUG=1")
+	})
 	p = l.plan(v4)
 	if got := actions(p); len(got) != 1 || got[0] != "~ service/"+l.stack+"_web (Drift)" || len(p.Drift) != 1 {
 		t.Fatalf("drift plan = %q, drift %v", got, p.Drift)
@@ -199,4 +193,27 @@ func TestLifecycleOnEngine(t *testing.T) {
 		t.Errorf("drift diff = %+v", d)
 	}
 	l.converge(v4)
+}
+
+// editByHand updates a service as `docker service update` would. Swarm bumps a service's
+// version while it rolls out an earlier update, so a stale version is read again.
+func (l *lifecycle) editByHand(name string, edit func(*swarm.ServiceSpec)) {
+	l.t.Helper()
+	var err error
+	for attempt := 0; attempt < 10; attempt++ {
+		var svc swarm.Service
+		svc, _, err = l.cli.ServiceInspectWithRaw(l.ctx, name, swarm.ServiceInspectOptions{})
+		if err != nil {
+			l.t.Fatal(err)
+		}
+		spec := svc.Spec
+		edit(&spec)
+		if _, err = l.cli.ServiceUpdate(l.ctx, svc.ID, svc.Version, spec, swarm.ServiceUpdateOptions{}); err == nil {
+			return
+		}
+		if !strings.Contains(err.Error(), "update out of sequence") {
+			break
+		}
+	}
+	l.t.Fatalf("edit %s by hand: %v", name, err)
 }
