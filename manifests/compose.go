@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -52,6 +53,8 @@ func loadCompose(in composeInput) (res []resource.Resource, probs Problems) {
 	}()
 	res = l.load()
 	l.probs.Sort()
+	// One attribute repeated in a list (host_ip on every port) is one problem.
+	l.probs = slices.Compact(l.probs)
 	if l.probs.HasErrors() {
 		return nil, l.probs
 	}

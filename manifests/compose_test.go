@@ -298,7 +298,7 @@ func TestLoadComposeKeyPolicy(t *testing.T) {
 			want: Problems{warn(4, `service "web": security_opt is ignored: Swarm services do not support it`)}},
 		{name: "tmpfs", extra: "    tmpfs: /run\n",
 			want: Problems{warn(4, `service "web": tmpfs is ignored: docker stack deploy ignores it too; mount a volume of type tmpfs instead`)}},
-		{name: "port host address", extra: "    ports: [\"127.0.0.1:8080:80\"]\n",
+		{name: "port host address", extra: "    ports: [\"127.0.0.1:8080:80\", \"127.0.0.1:8443:443\"]\n",
 			want: Problems{warn(4, `service "web": ports[].host_ip is ignored: Swarm publishes a port on every address of every node`)}},
 		{name: "unspecified port host address is what Swarm does", extra: "    ports: [\"0.0.0.0:8080:80\"]\n"},
 		{name: "network static address", extra: "    networks:\n      back:\n        ipv4_address: 10.0.0.5\n", top: "networks:\n  back:\n",
