@@ -21,7 +21,7 @@ type countingProxy struct {
 	log []string // "METHOD /path" without the API version prefix
 }
 
-func newCountingProxy(t *testing.T) *countingProxy {
+func newCountingProxy(t testing.TB) *countingProxy {
 	t.Helper()
 	host := os.Getenv("DOCKER_HOST")
 	if host == "" {
