@@ -25,7 +25,9 @@ type recordingSink struct {
 
 func (s *recordingSink) Name() string { return resource.SinkSwarm }
 
-func (s *recordingSink) Observe(context.Context) (*resource.Set, error) { return resource.NewSet(), nil }
+func (s *recordingSink) Observe(context.Context) (*resource.Set, error) {
+	return resource.NewSet(), nil
+}
 
 func (s *recordingSink) Apply(_ context.Context, c Change) error {
 	s.mu.Lock()
