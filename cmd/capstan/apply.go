@@ -34,6 +34,9 @@ more than half of the services capstan owns is refused unless --allow-mass-delet
 			if err := reconcile.RenderText(a.stdout, p.plan); err != nil {
 				return &exitError{code: 1, err: err}
 			}
+			if p.refused != nil {
+				return &exitError{code: 1, err: fmt.Errorf("nothing applied: %w", p.refused)}
+			}
 			if !p.plan.HasChanges() {
 				return nil
 			}

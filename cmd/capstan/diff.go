@@ -36,6 +36,9 @@ changes and 1 on error (Terraform's contract).`,
 			if err := render(a.stdout, p.plan); err != nil {
 				return &exitError{code: 1, err: err}
 			}
+			if p.refused != nil {
+				return &exitError{code: 1, err: p.refused}
+			}
 			if detailed && p.plan.HasChanges() {
 				return &exitError{code: 2}
 			}

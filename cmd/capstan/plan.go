@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -83,6 +84,8 @@ type planned struct {
 	desired *resource.Set
 	sinks   map[string]reconcile.Sink
 	close   func()
+	// refused is set when the plan must not be applied (the mass-delete guard).
+	refused error
 }
 
 // buildPlan loads the source, observes the live state and plans. Warnings are printed to
@@ -125,15 +128,18 @@ func (a *app) buildPlan(ctx context.Context, f planFlags) (*planned, error) {
 		AllowMassDelete: f.allowMassDelete,
 		Adopt:           f.adopt,
 	})
-	if err != nil {
+	var massDelete *reconcile.MassDeleteError
+	if err != nil && !errors.As(err, &massDelete) {
 		cli.Close()
 		return nil, err
 	}
+	// A refused mass delete still yields the plan, so the user sees what was refused.
 	return &planned{
 		plan:    plan,
 		desired: desired,
 		sinks:   map[string]reconcile.Sink{sink.Name(): sink},
 		close:   func() { cli.Close() },
+		refused: err,
 	}, nil
 }
 
