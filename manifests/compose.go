@@ -17,6 +17,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/template"
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/sirupsen/logrus"
+	yaml "go.yaml.in/yaml/v4"
 
 	"github.com/capstan-dev/capstan/resource"
 )
@@ -174,6 +175,40 @@ func (l *composeLoader) precheck() {
 		}
 		if name, line, ok := d.scalar("name"); ok && !strings.Contains(name, "$") && name != l.in.Stack {
 			l.warnf(d.rel, line, "name %q is ignored: the stack is named %q by its Stack document", name, l.in.Stack)
+		}
+		l.checkHomeMounts(d)
+	}
+}
+
+// checkHomeMounts refuses bind mounts from "~": compose-go expands it with the home
+// directory of the process loading the file, which is neither what is in Git nor a path
+// on the Swarm node that runs the task.
+func (l *composeLoader) checkHomeMounts(d *composeDoc) {
+	services := composeDeref(d.child("services"))
+	if services == nil || services.Kind != yaml.MappingNode {
+		return
+	}
+	for i := 0; i+1 < len(services.Content); i += 2 {
+		svc := composeDeref(services.Content[i+1])
+		if svc == nil || svc.Kind != yaml.MappingNode {
+			continue
+		}
+		_, vols := composeMapEntry(svc, "volumes", 0)
+		vols = composeDeref(vols)
+		if vols == nil || vols.Kind != yaml.SequenceNode {
+			continue
+		}
+		for _, v := range vols.Content {
+			v = composeDeref(v)
+			src := v
+			if v.Kind == yaml.MappingNode {
+				_, src = composeMapEntry(v, "source", 0)
+				src = composeDeref(src)
+			}
+			if src != nil && src.Kind == yaml.ScalarNode && strings.HasPrefix(src.Value, "~") {
+				l.errorf(d.rel, src.Line, "service %q: bind mount source %s starts with ~, which means nothing on a Swarm node; use an absolute path",
+					services.Content[i].Value, strings.SplitN(src.Value, ":", 2)[0])
+			}
 		}
 	}
 }

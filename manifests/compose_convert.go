@@ -688,9 +688,6 @@ func (c *composeConverter) mount(v types.ServiceVolumeConfig) (mount.Mount, erro
 		if v.Source == "" {
 			return m, fmt.Errorf("invalid %s source, source cannot be empty", v.Type)
 		}
-		if strings.HasPrefix(v.Source, "~") {
-			return m, fmt.Errorf("bind source %s starts with ~, which has no meaning on a Swarm node; use an absolute path", v.Source)
-		}
 		if err := incompatible(v.Type, map[string]bool{"volume": has["volume"], "image": has["image"], "tmpfs": has["tmpfs"]}); err != nil {
 			return m, err
 		}

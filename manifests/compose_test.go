@@ -422,6 +422,14 @@ func TestLoadComposeErrors(t *testing.T) {
 				Message: `service "web": env_file <parent>/outside.env is outside the source tree`}},
 		},
 		{
+			name:  "bind mount from the home directory",
+			files: map[string]string{"c.yml": "services:\n  web:\n    image: nginx\n    volumes:\n      - ~/data:/data\n      - type: bind\n        source: ~/conf\n        target: /conf\n"},
+			want: Problems{
+				{File: "c.yml", Line: 5, Severity: Error, Message: `service "web": bind mount source ~/data starts with ~, which means nothing on a Swarm node; use an absolute path`},
+				{File: "c.yml", Line: 7, Severity: Error, Message: `service "web": bind mount source ~/conf starts with ~, which means nothing on a Swarm node; use an absolute path`},
+			},
+		},
+		{
 			name:  "extends file outside the source tree",
 			files: map[string]string{"c.yml": "services:\n  web:\n    extends:\n      file: /etc/compose.yml\n      service: base\n"},
 			want:  Problems{{File: "c.yml", Line: 4, Severity: Error, Message: "extends file /etc/compose.yml is outside the source tree"}},
@@ -526,11 +534,14 @@ networks:
 func TestLoadComposeEnvironmentIsTheInputOnly(t *testing.T) {
 	t.Setenv("CAPSTAN_LEAK", "from-the-process")
 	t.Setenv("TAG", "from-the-process")
+	t.Setenv("CAPSTAN_FILE_LEAK", "from-the-process")
 	files := map[string]string{
-		".env": "TAG=from-dotenv\nCAPSTAN_LEAK=from-dotenv\n",
+		".env":    "TAG=from-dotenv\nCAPSTAN_LEAK=from-dotenv\n",
+		"app.env": "CAPSTAN_FILE_LEAK\nFROM_FILE=${CAPSTAN_LEAK:-file-default}\n",
 		"compose.yml": `services:
   app:
     image: busybox:${TAG}
+    env_file: app.env
     environment:
       LEAK: ${CAPSTAN_LEAK:-not-leaked}
       PASSED:
@@ -540,7 +551,7 @@ func TestLoadComposeEnvironmentIsTheInputOnly(t *testing.T) {
 `,
 	}
 	res, probs := loadComposeTree(t, "env", map[string]string{"TAG": "1.36", "PASSED": "given"}, files, "compose.yml")
-	wantProbs := Problems{{File: "compose.yml", Line: 9, Severity: Warning,
+	wantProbs := Problems{{File: "compose.yml", Line: 10, Severity: Warning,
 		Message: "variable NOPE is not set, so an empty string is used; set it in the Stack document's spec.variables or an envFile"}}
 	if diff := cmp.Diff(wantProbs, probs); diff != "" {
 		t.Fatalf("problems (-want +got):\n%s", diff)
@@ -549,7 +560,10 @@ func TestLoadComposeEnvironmentIsTheInputOnly(t *testing.T) {
 	if c.Image != "busybox:1.36" {
 		t.Errorf("image = %q, want busybox:1.36 from the input environment", c.Image)
 	}
-	if diff := cmp.Diff([]string{"CAPSTAN_LEAK", "LEAK=not-leaked", "PASSED=given"}, c.Env); diff != "" {
+	// A bare key in an env_file takes its value from the input environment, and is
+	// dropped when that does not set it.
+	want := []string{"CAPSTAN_LEAK", "FROM_FILE=file-default", "LEAK=not-leaked", "PASSED=given"}
+	if diff := cmp.Diff(want, c.Env); diff != "" {
 		t.Errorf("env (-want +got):\n%s", diff)
 	}
 }

@@ -169,6 +169,15 @@ func (d *composeDoc) scalar(path ...string) (string, int, bool) {
 	return n.Value, line, true
 }
 
+// child returns the value of a top-level key, or nil.
+func (d *composeDoc) child(key string) *yaml.Node {
+	if d.root == nil {
+		return nil
+	}
+	_, v := composeMapEntry(d.root, key, 0)
+	return v
+}
+
 // topKeys lists the top-level keys with their lines.
 func (d *composeDoc) topKeys() map[string]int {
 	out := map[string]int{}
