@@ -18,15 +18,19 @@ type field struct {
 
 func fields(text string) fieldTable {
 	var t fieldTable
+	typ := ""
 	for line := range strings.SplitSeq(text, "\n") {
-		typ, names, ok := strings.Cut(strings.TrimSpace(line), ":")
-		if !ok {
-			continue
-		}
-		if typ != "string" && typ != "int" && typ != "bool" {
-			panic("slbemu: bad field type " + typ)
+		names := line
+		if p, rest, ok := strings.Cut(strings.TrimSpace(line), ":"); ok {
+			if p != "string" && p != "int" && p != "bool" {
+				panic("slbemu: bad field type " + p)
+			}
+			typ, names = p, rest
 		}
 		for _, n := range strings.Fields(names) {
+			if typ == "" {
+				panic("slbemu: field " + n + " has no type")
+			}
 			t = append(t, field{name: n, typ: typ})
 		}
 	}
