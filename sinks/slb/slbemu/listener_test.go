@@ -30,8 +30,8 @@ func TestListenerAttributesRoundTrip(t *testing.T) {
 	mustOK(t, err)
 
 	type httpView struct {
-		Status, Scheduler, VServerGroupId, Description, HealthCheck, HealthCheckURI, HealthCheckHttpCode string
-		HealthCheckMethod, StickySession, StickySessionType, XForwardedFor, XForwardedForSLBIP, Gzip   string
+		Status, Scheduler, VServerGroupId, Description, HealthCheck, HealthCheckURI, HealthCheckHttpCode  string
+		HealthCheckMethod, StickySession, StickySessionType, XForwardedFor, XForwardedForSLBIP, Gzip      string
 		ListenerPort, Bandwidth, CookieTimeout, HealthyThreshold, UnhealthyThreshold, HealthCheckInterval int
 		HealthCheckTimeout, IdleTimeout, RequestTimeout                                                   int
 	}
