@@ -32,6 +32,14 @@ state=$(docker info --format '{{.Swarm.LocalNodeState}}')
 if [ "$state" != "active" ]; then
 	say "this engine is not in a swarm: running 'docker swarm init' (single node, advertising 127.0.0.1)"
 	docker swarm init --advertise-addr 127.0.0.1 >/dev/null
+	# The default ingress network is a /24. Engine 20.10 leaks ingress addresses when
+	# services publishing ports are created and removed quickly (as tests do), and after a
+	# few hundred the allocator answers "could not find an available IP" and tasks stay
+	# New. A fresh swarm has no services yet, so give ingress a /16 now.
+	say "recreating the ingress network as a /16 (the default /24 runs out under test churn)"
+	echo y | docker network rm ingress >/dev/null
+	for _ in $(seq 1 20); do docker network inspect ingress >/dev/null 2>&1 || break; sleep 0.5; done
+	docker network create --driver overlay --ingress --subnet 10.0.0.0/16 --gateway 10.0.0.1 ingress >/dev/null
 elif [ "$(docker info --format '{{.Swarm.ControlAvailable}}')" != "true" ]; then
 	say "this engine is a swarm worker; capstan needs a manager"
 	exit 1

@@ -18,7 +18,8 @@ import (
 )
 
 // These tests run the capstan command in-process against the real engine. Each uses its
-// own stack name and removes it at the end.
+// own stack name, also as its --instance (so one test's source never prunes another's
+// stacks, nor a demo's), and removes it at the end.
 
 // runCapstan runs one capstan command line and returns its output and exit code.
 func runCapstan(t *testing.T, args ...string) (stdout, stderr string, code int) {
@@ -99,7 +100,7 @@ func (e *swarmEnv) write(files map[string]string) { writeFiles(e.t, e.dir, e.sta
 
 func (e *swarmEnv) apply(extra ...string) string {
 	e.t.Helper()
-	out, errOut, code := runCapstan(e.t, append([]string{"apply", "--source", e.dir}, extra...)...)
+	out, errOut, code := runCapstan(e.t, append([]string{"apply", "--instance", e.stack, "--source", e.dir}, extra...)...)
 	if code != 0 {
 		e.t.Fatalf("apply exited %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
@@ -109,7 +110,7 @@ func (e *swarmEnv) apply(extra ...string) string {
 // diff runs diff --detailed-exitcode and returns stdout and the exit code.
 func (e *swarmEnv) diff(extra ...string) (string, int) {
 	e.t.Helper()
-	out, errOut, code := runCapstan(e.t, append([]string{"diff", "--detailed-exitcode", "--source", e.dir}, extra...)...)
+	out, errOut, code := runCapstan(e.t, append([]string{"diff", "--instance", e.stack, "--detailed-exitcode", "--source", e.dir}, extra...)...)
 	if code == 1 {
 		e.t.Fatalf("diff failed\nstdout:\n%s\nstderr:\n%s", out, errOut)
 	}
@@ -170,7 +171,7 @@ func TestApplyWordpressExample(t *testing.T) {
 		labels := svc.Spec.Labels
 		for k, want := range map[string]string{
 			resource.LabelNamespace: e.stack,
-			resource.LabelManagedBy: "capstan",
+			resource.LabelManagedBy: e.stack,
 		} {
 			if labels[k] != want {
 				t.Errorf("%s label %s = %q, want %q", name, k, labels[k], want)
@@ -213,7 +214,7 @@ func TestSecondApplyIsReadOnly(t *testing.T) {
 	e.apply()
 
 	proxy := newCountingProxy(t)
-	out, errOut, code := runCapstan(t, "apply", "--docker-host", proxy.host(), "--source", e.dir)
+	out, errOut, code := runCapstan(t, "apply", "--instance", e.stack, "--docker-host", proxy.host(), "--source", e.dir)
 	if code != 0 {
 		t.Fatalf("second apply exited %d:\n%s\n%s", code, out, errOut)
 	}
@@ -383,7 +384,7 @@ func TestUnownedServiceConflict(t *testing.T) {
   web:
     image: capstan-testapp:dev
 `})
-	out, errOut, code := runCapstan(t, "apply", "--source", e.dir)
+	out, errOut, code := runCapstan(t, "apply", "--instance", e.stack, "--source", e.dir)
 	if code != 1 || !strings.Contains(errOut, e.stack+"_web") || !strings.Contains(errOut, "--adopt") {
 		t.Fatalf("apply over an unowned service: exit %d, want 1 and a conflict naming it and --adopt\n%s\n%s", code, out, errOut)
 	}
@@ -399,7 +400,7 @@ func TestEmptySourceIsRefusedAsMassDelete(t *testing.T) {
 	e.apply()
 
 	empty := t.TempDir()
-	out, errOut, code := runCapstan(t, "apply", "--source", empty)
+	out, errOut, code := runCapstan(t, "apply", "--instance", e.stack, "--source", empty)
 	if code != 1 || !strings.Contains(errOut, "--allow-mass-delete") {
 		t.Fatalf("apply of an empty source: exit %d, want 1 naming --allow-mass-delete\n%s\n%s", code, out, errOut)
 	}
@@ -427,7 +428,7 @@ func TestRollbackIsReportedAsFailure(t *testing.T) {
 
 	bad := strings.Replace(compose, "MESSAGE: v1", "MESSAGE: v2\n      FAIL_AFTER: 0s", 1)
 	e.write(map[string]string{"compose.yaml": bad})
-	out, errOut, code := runCapstan(t, "apply", "--source", e.dir)
+	out, errOut, code := runCapstan(t, "apply", "--instance", e.stack, "--source", e.dir)
 	if code != 1 || !strings.Contains(out+errOut, "roll") {
 		t.Fatalf("apply of a failing update: exit %d, want 1 reporting the rollback\n%s\n%s", code, out, errOut)
 	}
