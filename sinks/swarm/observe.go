@@ -21,7 +21,9 @@ const vxlanOption = "com.docker.network.driver.overlay.vxlanid_list"
 // (with task counts), networks, secrets, configs and nodes, plus the version-negotiation
 // ping on a client's first request. The only extra request is a one-time inspect of a
 // network ID the list does not show (the swarm-side ID of a predefined network such as
-// "host"); its name is then cached.
+// "host") that a service of this instance uses; its name is then cached. Services of
+// other owners keep such IDs: capstan never compares their networks, so resolving them
+// would only cost a request per run.
 //
 // The returned Set has no Stacks (stack settings only exist on the desired side);
 // Resource.Stack comes from the com.docker.stack.namespace label.
@@ -113,6 +115,9 @@ func (s *Sink) resolveUnlistedNetworks(ctx context.Context, services []swarm.Ser
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, svc := range services {
+		if svc.Spec.Labels[resource.LabelManagedBy] != s.instance {
+			continue
+		}
 		for _, att := range append(append([]swarm.NetworkAttachmentConfig(nil), svc.Spec.TaskTemplate.Networks...), svc.Spec.Networks...) {
 			id := att.Target
 			if _, ok := names[id]; ok {

@@ -606,3 +606,31 @@ func TestCreateConflict(t *testing.T) {
 		t.Errorf("%d secrets named %s", len(list), sec.Key.Name)
 	}
 }
+
+// TestObserveUnownedHostNetworkIsFree: a service of another owner on the host network
+// costs no inspect; its networks are never compared, so its ID is left as it is.
+func TestObserveUnownedHostNetworkIsFree(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	zero := uint64(0)
+	svc := e.service("foreign", func(s *swarm.ServiceSpec) {
+		s.Mode.Replicated.Replicas = &zero
+		s.TaskTemplate.Networks = []swarm.NetworkAttachmentConfig{{Target: "host"}}
+	})
+	if _, err := e.cli.ServiceCreate(t.Context(), *svc.Service, swarm.ServiceCreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// A sink of an instance nobody else uses: every service on the swarm is foreign to it.
+	sink := swarmsink.New(e.cli, dockertest.UniqueName(t, "nobody"))
+	e.counter.Reset()
+	set, err := sink.Observe(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, inspects := splitInspects(e.counter.Calls()); inspects != 0 {
+		t.Errorf("%d network inspects for services this instance does not own:\n%s", inspects, e.counter.Summary())
+	}
+	if got := e.live(set, svc.Key).Service.TaskTemplate.Networks; len(got) != 1 || got[0].Target == "host" {
+		t.Errorf("foreign service networks %+v: want the unresolved ID", got)
+	}
+}
