@@ -103,6 +103,8 @@ type NotifierOptions struct {
 	// TransientAfter is how many consecutive transient failures make a notice; default 3,
 	// so a single blip (an engine restart) stays quiet.
 	TransientAfter int
+	// RetryDelay is the pause before the one retry of a failed post; default 2 s.
+	RetryDelay time.Duration
 	// Client sends the requests; default a client with a 10 s timeout.
 	Client  *http.Client
 	Logger  *slog.Logger
@@ -170,6 +172,9 @@ func NewNotifier(urls []string, opts NotifierOptions) (*Notifier, error) {
 	}
 	if opts.TransientAfter <= 0 {
 		opts.TransientAfter = 3
+	}
+	if opts.RetryDelay <= 0 {
+		opts.RetryDelay = 2 * time.Second
 	}
 	if opts.Client == nil {
 		opts.Client = &http.Client{Timeout: 10 * time.Second}
@@ -308,7 +313,7 @@ func (n *Notifier) Send(ctx context.Context, ev Event) error {
 		if err != nil {
 			select {
 			case <-ctx.Done():
-			case <-time.After(2 * time.Second):
+			case <-time.After(n.opts.RetryDelay):
 				err = n.post(ctx, t, ev)
 			}
 		}
