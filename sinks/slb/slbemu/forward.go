@@ -63,6 +63,13 @@ type healthSpec struct {
 	unhealthy int
 }
 
+// sameProbe reports whether two health checks probe the same way, so results seen
+// under one still hold under the other (interval, timeout and thresholds may differ).
+func (h healthSpec) sameProbe(o healthSpec) bool {
+	return h.enabled == o.enabled && h.http == o.http && h.uri == o.uri && h.domain == o.domain &&
+		h.method == o.method && slices.Equal(h.codes, o.codes) && h.port == o.port
+}
+
 func attrSeconds(a map[string]string, name string, def int, override time.Duration) time.Duration {
 	if override > 0 {
 		return override
@@ -281,7 +288,7 @@ func (f *forwarder) update(sp fwdSpec) {
 	if reflect.DeepEqual(sp, f.spec) {
 		return
 	}
-	if !reflect.DeepEqual(sp.hc, f.spec.hc) {
+	if !sp.hc.sameProbe(f.spec.hc) {
 		for _, st := range f.states {
 			st.status, st.okRun, st.failRun = "", 0, 0
 		}

@@ -388,3 +388,30 @@ func TestHealthWithoutForwarding(t *testing.T) {
 		t.Error("listener port opened with forwarding off")
 	}
 }
+
+// The port opens when the listener reaches running, not at Start.
+func TestForwardWaitsForRunning(t *testing.T) {
+	a := newHTTPBackend(t, "A")
+	emu := newEmu(t, func(c *slbemu.Config) {
+		c.Forward = true
+		c.TransitionCalls = 1
+	})
+	c, _ := newClient(t, emu, testSecret)
+	port := freePort(t)
+	r := createHTTPListener(port, "")
+	r.BackendServerPort = requests.NewInteger(a.port())
+	_, err := c.CreateLoadBalancerHTTPListener(r)
+	mustOK(t, err)
+	mustOK(t, start(c, port, "http"))
+	if got := listenerStatus(t, c, port, "http"); got != "starting" || !refused(port) {
+		t.Fatalf("starting listener: status %s, port open %v", got, !refused(port))
+	}
+	// The next call (here a failing one) settles the listener and opens the port.
+	wantCode(t, start(c, port+1, "http"), 400, "InvalidParameter")
+	if refused(port) {
+		t.Fatal("running listener does not accept connections")
+	}
+	if got := listenerStatus(t, c, port, "http"); got != "running" {
+		t.Errorf("status %s, want running", got)
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"net/http"
-	"reflect"
 	"slices"
 	"strconv"
 	"sync"
@@ -35,7 +34,7 @@ func (f *forwarder) healthLoop() {
 			}
 			wg.Wait()
 			f.mu.Lock()
-			if reflect.DeepEqual(f.spec.hc, sp.hc) {
+			if f.spec.hc.sameProbe(sp.hc) {
 				for i, b := range sp.backends {
 					if st := f.states[b.key()]; st != nil {
 						st.record(results[i], sp.hc)

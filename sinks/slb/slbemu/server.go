@@ -222,6 +222,8 @@ func (s *Server) handleAPI(r *http.Request, p url.Values, reqID string, call *Ca
 	defer s.mu.Unlock()
 	s.seq++
 	s.settleLocked()
+	// Settling may have started or stopped listeners even if this call fails.
+	defer s.syncForwardersLocked()
 	if faultErr != nil {
 		return nil, faultErr
 	}
@@ -233,7 +235,6 @@ func (s *Server) handleAPI(r *http.Request, p url.Values, reqID string, call *Ca
 	if aerr != nil {
 		return nil, aerr
 	}
-	s.syncForwardersLocked()
 	if body == nil {
 		body = map[string]any{}
 	}

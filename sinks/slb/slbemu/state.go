@@ -217,6 +217,7 @@ func (s *Server) Snapshot() State {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.settleLocked()
+	s.syncForwardersLocked()
 	st := State{LoadBalancers: []LoadBalancerState{}, VServerGroups: []VServerGroupState{}}
 	for _, lb := range s.sortedLBsLocked() {
 		ls := LoadBalancerState{ID: lb.cfg.ID, Region: lb.cfg.Region, Address: lb.cfg.Address,
