@@ -259,6 +259,9 @@ func atoiOr(s string, def int) int {
 	return def
 }
 
+var portAndProtocolFields = fields(`string: Description ListenerForward
+int: ForwardPort`)
+
 func (s *Server) describeLoadBalancerAttribute(c *apiCall) (map[string]any, *apiError) {
 	lb, aerr := s.lbLocked(c, c.p.Get("LoadBalancerId"))
 	if aerr != nil {
@@ -274,8 +277,7 @@ func (s *Server) describeLoadBalancerAttribute(c *apiCall) (map[string]any, *api
 		}
 		protocal = append(protocal, map[string]any{"ListenerPort": l.port, "ListenerProtocal": l.protocol})
 		e := map[string]any{"ListenerPort": l.port, "ListenerProtocol": l.protocol}
-		fields(`string: Description ListenerForward
-int: ForwardPort`).render(l.attrs, e)
+		portAndProtocolFields.render(l.attrs, e)
 		protocol = append(protocol, e)
 	}
 	backends := []map[string]any{}

@@ -64,6 +64,7 @@ var (
 			VServerGroup:onoff MasterSlaveServerGroup:onoff ProxyProtocolVpcIdEnabled:bool ` + l4Params),
 	}
 	listenerControlParams = specs(listenerKeyParams + ` ListenerProtocol:enum(http|https|tcp|udp)`)
+	listenerKeySpecs      = specs(listenerKeyParams)
 )
 
 // controlParams are accepted but not stored on the listener.
@@ -264,7 +265,7 @@ func setListener(proto string) actionFunc {
 }
 
 func (s *Server) listenerArgLocked(c *apiCall, proto string) (*lbState, *listenerState, *apiError) {
-	attrs, aerr := accept(specs(listenerKeyParams), c.p)
+	attrs, aerr := accept(listenerKeySpecs, c.p)
 	if aerr != nil {
 		return nil, nil, aerr
 	}

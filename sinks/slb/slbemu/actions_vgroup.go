@@ -100,6 +100,9 @@ func (s *Server) createVServerGroup(c *apiCall) (map[string]any, *apiError) {
 	return map[string]any{"VServerGroupId": g.id, "BackendServers": groupBackendList(g)}, nil
 }
 
+var associatedListenerFields = fields(`string: Description Scheduler VServerGroupId
+int: Bandwidth`)
+
 func (s *Server) describeVServerGroups(c *apiCall) (map[string]any, *apiError) {
 	pp, aerr := accept(describeGroupParams, c.p)
 	if aerr != nil {
@@ -132,8 +135,7 @@ func (s *Server) describeVServerGroups(c *apiCall) (map[string]any, *apiError) {
 				for _, l := range s.listenersUsingLocked(lb, g.id) {
 					le := map[string]any{"ListenerPort": l.port, "Port": l.port, "ListenerProtocol": l.protocol,
 						"Protocol": l.protocol, "Status": l.status, "LoadBalancerId": lb.cfg.ID}
-					fields(`string: Description Scheduler VServerGroupId
-int: Bandwidth`).render(l.attrs, le)
+					associatedListenerFields.render(l.attrs, le)
 					ls = append(ls, le)
 				}
 			}
