@@ -2,6 +2,7 @@ package slbemu_test
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -168,9 +169,16 @@ func TestNonceReuse(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var body map[string]any
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
 		t.Fatal(err)
+	}
+	var body map[string]any
+	if err := json.Unmarshal(raw, &body); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(raw), "q=SignatureNonceUsed&product=Slb") {
+		t.Errorf("Recommend URL escaped in %s", raw)
 	}
 	if resp.StatusCode != 400 || body["Code"] != "SignatureNonceUsed" {
 		t.Errorf("replay answered %d %v, want 400 SignatureNonceUsed", resp.StatusCode, body)

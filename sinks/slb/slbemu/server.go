@@ -1,6 +1,7 @@
 package slbemu
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -249,14 +250,17 @@ type apiCall struct {
 }
 
 func writeJSON(w http.ResponseWriter, status int, body any) {
-	b, err := json.Marshal(body)
-	if err != nil {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // the real API sends "&" in Recommend URLs as is
+	if err := enc.Encode(body); err != nil {
 		status = http.StatusInternalServerError
-		b = []byte(`{"Code":"InternalError","Message":"encoding the response failed"}`)
+		buf.Reset()
+		buf.WriteString(`{"Code":"InternalError","Message":"encoding the response failed"}`)
 	}
 	w.Header().Set("Content-Type", "application/json;charset=utf-8")
 	w.WriteHeader(status)
-	_, _ = w.Write(b)
+	_, _ = w.Write(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
 }
 
 func writeError(w http.ResponseWriter, reqID, host string, e *apiError) {
