@@ -31,6 +31,12 @@ func SpecHash(r Resource) string {
 		v = c
 	case r.Route != nil:
 		v = r.Route
+	case r.SLBListener != nil:
+		l := r.SLBListener.Normalized()
+		l.VServerGroupID = "" // live only
+		v = l
+	case r.VServerGroup != nil:
+		v = r.VServerGroup.Normalized()
 	}
 	// encoding/json sorts map keys, so equal specs always give equal bytes.
 	b, err := json.Marshal(v)

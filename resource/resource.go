@@ -63,6 +63,9 @@ type Resource struct {
 	Secret  *swarm.SecretSpec
 	Config  *swarm.ConfigSpec
 	Route   *Route
+	// SLB objects a Route expands to (see sinks/slb).
+	SLBListener  *SLBListener
+	VServerGroup *VServerGroup
 
 	// Live side only.
 	ID      string
@@ -100,12 +103,24 @@ func (r *Resource) Labels() map[string]string {
 }
 
 // Owner is the managed-by label of the object (ManagedBy on sinks without labels), ""
-// when capstan does not manage it.
+// when capstan does not manage it. SLB objects without ManagedBy are judged by the
+// marker in their Description or group name (SLBMarker).
 func (r *Resource) Owner() string {
 	if o := r.Labels()[LabelManagedBy]; o != "" {
 		return o
 	}
-	return r.ManagedBy
+	if r.ManagedBy != "" {
+		return r.ManagedBy
+	}
+	var marker string
+	switch {
+	case r.SLBListener != nil:
+		marker = r.SLBListener.Description
+	case r.VServerGroup != nil:
+		marker = r.VServerGroup.Name
+	}
+	instance, _, _ := ParseSLBMarker(marker)
+	return instance
 }
 
 // Set is a collection of resources keyed by Key, plus the stacks they belong to.
