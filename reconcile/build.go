@@ -441,6 +441,10 @@ func (b *builder) pairOther(d, l resource.Resource) {
 	switch {
 	case d.Route != nil && l.Route != nil:
 		diffs = DiffRoute(*d.Route, *l.Route)
+	case d.SLBListener != nil && l.SLBListener != nil:
+		diffs = DiffSLBListener(*d.SLBListener, *l.SLBListener)
+	case d.VServerGroup != nil && l.VServerGroup != nil:
+		diffs = DiffVServerGroup(*d.VServerGroup, *l.VServerGroup)
 	case resource.SpecHash(d) != resource.SpecHash(l):
 		diffs = []FieldDiff{{Path: "Spec", Before: "(differs)", After: "(as declared)"}}
 	}

@@ -159,6 +159,32 @@ func DiffRoute(desired, live resource.Route) []FieldDiff {
 	return diffLeaves(flatten(live, nil), flatten(desired, nil))
 }
 
+// DiffSLBListener compares two SLB listeners after normalizing both (SLB's defaults
+// written out, settings that do not apply cleared, transitional statuses read as the
+// status they lead to). Only the live side knows the group's ID; the group is compared
+// by name.
+func DiffSLBListener(desired, live resource.SLBListener) []FieldDiff {
+	return diffLeaves(flatten(comparableListener(live), nil), flatten(comparableListener(desired), nil))
+}
+
+func comparableListener(l resource.SLBListener) resource.SLBListener {
+	l = l.Normalized()
+	l.VServerGroupID = ""
+	return l
+}
+
+// DiffVServerGroup compares two VServer groups' members, whatever their order. The
+// desired side's note of which service port the members stand for is not compared.
+func DiffVServerGroup(desired, live resource.VServerGroup) []FieldDiff {
+	return diffLeaves(flatten(comparableGroup(live), nil), flatten(comparableGroup(desired), nil))
+}
+
+func comparableGroup(g resource.VServerGroup) resource.VServerGroup {
+	g = g.Normalized()
+	g.Service, g.TargetPort, g.PortProtocol = "", 0, ""
+	return g
+}
+
 // describe lists every field of r as written in the source, as FieldDiffs with only
 // After set: the body of a Create in a rendered plan. Secret data is masked; capstan's
 // own labels and the defaults Swarm would fill in are left out.
@@ -183,6 +209,10 @@ func describe(r *resource.Resource) []FieldDiff {
 		leaves = flatten(c, nil)
 	case r.Route != nil:
 		leaves = flatten(*r.Route, nil)
+	case r.SLBListener != nil:
+		leaves = flatten(comparableListener(*r.SLBListener), nil)
+	case r.VServerGroup != nil:
+		leaves = flatten(r.VServerGroup.Normalized(), nil)
 	}
 	diffs := make([]FieldDiff, 0, len(leaves))
 	for p, l := range leaves {
@@ -242,6 +272,19 @@ var keyedLists = map[string]keyFunc{
 			return r.File.Name, nil
 		}
 		return r.ConfigName, nil
+	},
+	// SLB VServer group members, by ECS instance (resource.VServerGroup), one line each.
+	"Backends": func(v reflect.Value) (string, *string) {
+		b, _ := v.Interface().(resource.SLBBackend)
+		port := strconv.Itoa(b.Port)
+		if b.Port == 0 {
+			port = "(known after apply)"
+		}
+		val := "port " + port + ", weight " + strconv.Itoa(b.Weight)
+		if b.Type != "" && b.Type != "ecs" {
+			val += ", type " + b.Type
+		}
+		return b.ServerID, &val
 	},
 	"TaskTemplate.ContainerSpec.Ulimits": func(v reflect.Value) (string, *string) {
 		u, _ := v.Interface().(*container.Ulimit)

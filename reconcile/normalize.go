@@ -421,6 +421,12 @@ func copyResource(r resource.Resource) *resource.Resource {
 	case r.Route != nil:
 		rt := deepCopy(*r.Route)
 		c.Route = &rt
+	case r.SLBListener != nil:
+		l := deepCopy(*r.SLBListener)
+		c.SLBListener = &l
+	case r.VServerGroup != nil:
+		g := deepCopy(*r.VServerGroup)
+		c.VServerGroup = &g
 	}
 	if r.Status != nil {
 		st := *r.Status
