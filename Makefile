@@ -5,7 +5,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 FUZZTIME  ?= 3s
 
-.PHONY: all build test unit fuzz vet bench demo clean
+.PHONY: all build test unit fuzz vet bench demo image clean
 
 all: build
 
@@ -32,6 +32,16 @@ bench:
 
 demo: build
 	./hack/demo.sh
+
+# The capstan:dev image (Dockerfile): the static binary built here, the host's CA bundle,
+# FROM scratch, so no registry is needed.
+IMAGE     ?= capstan:dev
+CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
+image:
+	rm -rf $(BIN)/image && mkdir -p $(BIN)/image/tmp && chmod 1777 $(BIN)/image/tmp
+	CGO_ENABLED=0 GOOS=linux $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/image/capstan ./cmd/capstan
+	cp $(CA_BUNDLE) $(BIN)/image/ca-certificates.crt
+	docker build -t $(IMAGE) -f Dockerfile $(BIN)/image
 
 clean:
 	rm -rf $(BIN)
