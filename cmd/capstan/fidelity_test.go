@@ -468,6 +468,16 @@ func readStoredStack(ctx context.Context, cli *client.Client, stack string) (sto
 		return out, fmt.Errorf("list networks: %w", err)
 	}
 	for _, n := range networks {
+		// Right after creation, under load, the engine can list a swarm network before
+		// the allocator has filled in its drivers; read it again until it has.
+		for i := 0; i < 20 && (n.Driver == "" || n.IPAM.Driver == ""); i++ {
+			time.Sleep(100 * time.Millisecond)
+			again, err := cli.NetworkInspect(ctx, n.ID, network.InspectOptions{Scope: "swarm"})
+			if err != nil {
+				return out, fmt.Errorf("inspect network %s: %w", n.Name, err)
+			}
+			n = again
+		}
 		// IPAM.Config and the VXLAN ID are left out: Swarm allocates them (a subnet
 		// where the file names none), and two networks never get the same.
 		opts := map[string]string{}
