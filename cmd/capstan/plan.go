@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -69,10 +68,12 @@ type planFlags struct {
 	sourceFlags
 	allowMassDelete bool
 	adopt           bool
+	slb             slbFlags // SLB routes: cmd/capstan/slb.go
 }
 
 func (f *planFlags) register(cmd *cobra.Command) {
 	f.sourceFlags.register(cmd)
+	f.slb.register(cmd)
 	cmd.Flags().BoolVar(&f.allowMassDelete, "allow-mass-delete", false, "allow a plan that deletes more than half of the owned services")
 	cmd.Flags().BoolVar(&f.adopt, "adopt", false, "take over existing objects with the same names that capstan does not own")
 }
@@ -110,7 +111,11 @@ func (a *app) buildPlan(ctx context.Context, f planFlags) (*planned, error) {
 		}
 		return nil, fmt.Errorf("the source does not validate; nothing was planned or applied:\n%s", strings.Join(errs, "\n"))
 	}
-	dropRoutes(desired, a.stderr)
+	// SLB routes (cmd/capstan/slb.go): dropped with a warning when no SLB is configured.
+	routes, err := a.newRouteStage(f.slb, desired)
+	if err != nil {
+		return nil, err
+	}
 
 	cli, err := a.dockerClient()
 	if err != nil {
@@ -121,6 +126,10 @@ func (a *app) buildPlan(ctx context.Context, f planFlags) (*planned, error) {
 	if err != nil {
 		cli.Close()
 		return nil, fmt.Errorf("observe swarm: %w", err)
+	}
+	if err := routes.plan(ctx, cli, sink, desired, live); err != nil {
+		cli.Close()
+		return nil, err
 	}
 	plan, err := reconcile.BuildPlan(desired, live, reconcile.Options{
 		Instance:        a.instance,
@@ -133,29 +142,16 @@ func (a *app) buildPlan(ctx context.Context, f planFlags) (*planned, error) {
 		cli.Close()
 		return nil, err
 	}
+	sinks := map[string]reconcile.Sink{sink.Name(): sink}
+	routes.finish(&plan, sinks)
 	// A refused mass delete still yields the plan, so the user sees what was refused.
 	return &planned{
 		plan:    plan,
 		desired: desired,
-		sinks:   map[string]reconcile.Sink{sink.Name(): sink},
+		sinks:   sinks,
 		close:   func() { cli.Close() },
 		refused: err,
 	}, nil
-}
-
-// dropRoutes removes SLB routes from the desired set: this build has no SLB sink, and
-// planning their creation would promise something apply cannot do.
-func dropRoutes(desired *resource.Set, stderr io.Writer) {
-	n := 0
-	for k := range desired.Resources {
-		if k.Sink == resource.SinkSLB {
-			delete(desired.Resources, k)
-			n++
-		}
-	}
-	if n > 0 {
-		fmt.Fprintf(stderr, "warning: %d SLB route(s) not reconciled: this build has no SLB sink\n", n)
-	}
 }
 
 func (a *app) dockerClient() (*client.Client, error) {
