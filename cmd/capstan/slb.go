@@ -163,7 +163,7 @@ func (r *routeStage) plan(ctx context.Context, cli client.APIClient, swarm *swar
 	for k, v := range observed.Resources {
 		live.Resources[k] = v
 	}
-	return nil
+	return slbsink.CheckPorts(desired, live, r.instance)
 }
 
 // finish puts the stage's warnings into plan and its sink into sinks.

@@ -138,7 +138,7 @@ func (s *Sink) ensureListener(ctx context.Context, want resource.SLBListener, cu
 	}
 	r := s.retrier()
 	var deadline time.Time
-	setDone, started := false, false
+	setDone, started, taken := false, false, false
 	for step := 0; step < maxSteps; step++ {
 		if !known {
 			if cur, err = s.readListener(ctx, region, lb, want.Port, want.Protocol); err != nil {
@@ -148,6 +148,8 @@ func (s *Sink) ensureListener(ctx context.Context, want resource.SLBListener, cu
 		known = false
 		var werr error
 		switch {
+		case cur == nil && taken:
+			return fmt.Errorf("SLB answered ListenerAlreadyExists, yet there is no %s listener on port %d: a listener of another protocol holds the port", want.Protocol, want.Port)
 		case cur == nil:
 			werr = s.writeListener(ctx, want, groupID, nil)
 			setDone = werr == nil
@@ -182,7 +184,8 @@ func (s *Sink) ensureListener(ctx context.Context, want resource.SLBListener, cu
 		deadline = time.Time{}
 		if werr != nil {
 			if codeIs(werr, "ListenerAlreadyExists") {
-				continue // it exists after all: the next step reads it
+				taken = true
+				continue // it exists after all, or another holds the port: the next step reads
 			}
 			if err := r.wait(ctx, werr); err != nil {
 				return err

@@ -278,3 +278,41 @@ func boolOr(b *bool, def bool) bool {
 	}
 	return *b
 }
+
+// CheckPorts reports desired listeners whose port, on their load balancer, a listener of
+// another protocol holds that this instance does not own: SLB runs http, https and tcp
+// listeners in one port space, so the route cannot get its listener there. (The same
+// protocol on the same port is the same Key, which the plan itself reports as a
+// conflict.) Call it with the expanded desired set and the live set Observe returned.
+func CheckPorts(desired, live *resource.Set, instance string) error {
+	if instance == "" {
+		instance = resource.DefaultInstance
+	}
+	var problems []string
+	for _, k := range desired.Keys() {
+		d := desired.Resources[k].SLBListener
+		if d == nil {
+			continue
+		}
+		for _, lk := range live.Keys() {
+			l := live.Resources[lk]
+			if l.SLBListener == nil || lk == k {
+				continue
+			}
+			ll := l.SLBListener
+			if ll.LoadBalancerID != d.LoadBalancerID || ll.Port != d.Port || transport(ll.Protocol) != transport(d.Protocol) || l.Owner() == instance {
+				continue
+			}
+			owner := "made outside capstan"
+			if o := l.Owner(); o != "" {
+				owner = "capstan instance " + o + "'s"
+			}
+			problems = append(problems, fmt.Sprintf("%s: %s port %d of %s is taken by a %s listener (%s, description %q); remove it or move the route to a free port",
+				desired.Resources[k].Source, d.Protocol, d.Port, d.LoadBalancerID, ll.Protocol, owner, ll.Description))
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("slb: %s", strings.Join(problems, "\n"))
+	}
+	return nil
+}

@@ -393,3 +393,43 @@ func TestEveryKindReadsBackEqual(t *testing.T) {
 		}
 	}
 }
+
+// A listener of another protocol on the route's TCP port, not capstan's, is reported
+// before anything is applied; apply on its own would not loop on ListenerAlreadyExists.
+func TestOtherProtocolOnPort(t *testing.T) {
+	emu := newEmu(t, slbemu.Config{})
+	userListener(t, emu, 8080, "hand-made")
+	s := newSink(t, emu)
+	rt := httpRoute("db", 8080)
+	rt.Listener = resource.Listener{Protocol: "tcp", Port: 8080, Bandwidth: ptr(-1), Scheduler: "wrr"}
+	desired := routeSet(rt)
+	sw := swarmState{nodes: threeNodes(), published: wordpressPublished(30080)}
+	plan, err := planRoutes(s, desired, sw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := cloneSet(desired)
+	if _, err := Expand(d, ExpandInput{Nodes: sw.nodes, Published: sw.published}); err != nil {
+		t.Fatal(err)
+	}
+	live, err := s.Observe(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = CheckPorts(d, live, "")
+	if err == nil || !strings.Contains(err.Error(), `tcp port 8080 of lb-capstan1 is taken by a http listener (made outside capstan, description "hand-made")`) {
+		t.Fatalf("CheckPorts = %v", err)
+	}
+
+	emu.ResetCalls()
+	_, err = reconcile.Apply(context.Background(), plan, map[string]reconcile.Sink{s.Name(): s}, reconcile.ApplyOptions{})
+	if err == nil || !strings.Contains(err.Error(), "another protocol holds the port") {
+		t.Fatalf("apply error = %v", err)
+	}
+	if n := emu.CountCalls(false, "CreateLoadBalancerTCPListener"); n != 1 {
+		t.Errorf("create tried %d times, want 1", n)
+	}
+	if l, _ := listenerState(t, emu, 8080, "http"); l.Attributes["Description"] != "hand-made" {
+		t.Errorf("the user's listener changed: %v", l.Attributes)
+	}
+}
