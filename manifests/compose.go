@@ -14,6 +14,7 @@ import (
 	"sync"
 
 	"github.com/compose-spec/compose-go/v2/loader"
+	"github.com/compose-spec/compose-go/v2/paths"
 	"github.com/compose-spec/compose-go/v2/template"
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/sirupsen/logrus"
@@ -59,6 +60,9 @@ func loadCompose(in composeInput) (res []resource.Resource, probs Problems) {
 	if l.probs.HasErrors() {
 		return nil, l.probs
 	}
+	if l.cacheable {
+		storeCompose(l.key, res, l.probs, l.reads)
+	}
 	return res, l.probs
 }
 
@@ -80,8 +84,16 @@ type composeLoader struct {
 	unsetMu sync.Mutex
 	unset   map[string]bool // variables used bare ($X, ${X}) but not set
 
+	// The cache (compose_cache.go): this load's key, whether its result may be kept,
+	// and the files it read besides the compose files.
+	key       composeCacheKey
+	cacheable bool
+	readsMu   sync.Mutex
+	reads     []composeRead
+
 	findings []loader.UnsupportedAttribute
 	raw      map[string]composeRaw // per service, values the typed model loses
+	scan     composeKeyScan        // keys of the input files, for narrowing compose-go's casts
 	realRoot string
 }
 
@@ -122,12 +134,29 @@ func (l *composeLoader) load() []resource.Resource {
 	} else {
 		l.realRoot = filepath.Clean(l.in.Root)
 	}
-	if !l.readFiles() {
+	read := l.readFiles()
+	if read {
+		l.cacheable = true
+		l.key = l.cacheKey()
+		if res, probs, ok := cachedCompose(l.key); ok {
+			l.probs = probs
+			l.cacheable = false // already there
+			return res
+		}
+	}
+	// The files that could be read are still parsed when another could not, so all
+	// their problems come back at once.
+	if parsed := l.parseFiles(); !read || !parsed {
 		return nil
 	}
 	l.precheck()
 	if l.probs.HasErrors() {
 		return nil
+	}
+	l.scan = scanComposeKeys(l.docs)
+	if l.scan.extendsFile {
+		// compose-go reads the extended files itself; see compose_cache.go.
+		l.cacheable = false
 	}
 	project := l.loadProject()
 	if project == nil || l.probs.HasErrors() {
@@ -136,23 +165,36 @@ func (l *composeLoader) load() []resource.Resource {
 	return l.convert(project)
 }
 
-// readFiles reads and parses every input file once, for positions.
+// readFiles reads every input file.
 func (l *composeLoader) readFiles() bool {
 	ok := true
 	for _, abs := range l.in.Files {
 		d := &composeDoc{abs: abs, rel: composeRel(l.in.Root, abs)}
 		data, err := readComposeInput(abs)
+		if composeIsTooLarge(err) {
+			l.errorf(d.rel, 0, "%v; split it into several compose files listed in the Stack document's spec.compose", err)
+			ok = false
+			continue
+		}
 		if err != nil {
 			l.errorf(d.rel, 0, "cannot read the compose file: %v", trimComposePathError(err))
 			ok = false
 			continue
 		}
 		d.data = data
+		l.docs = append(l.docs, d)
+	}
+	return ok
+}
+
+// parseFiles parses every input file once, for positions.
+func (l *composeLoader) parseFiles() bool {
+	ok := true
+	for _, d := range l.docs {
 		if probs := d.parse(); len(probs) > 0 {
 			l.probs = append(l.probs, probs...)
 			ok = false
 		}
-		l.docs = append(l.docs, d)
 	}
 	return ok
 }
@@ -247,6 +289,12 @@ func (l *composeLoader) loadProject() *types.Project {
 			o.SkipDefaultValues = true
 			o.ResourceLoaders = []loader.ResourceLoader{guard}
 			o.Interpolate.Substitute = l.substitute
+			o.Interpolate.TypeCastMapping = l.scan.castMapping()
+			// Relative paths are resolved and the model normalized below, between
+			// loading and binding, in the order compose-go runs them itself; see
+			// resolveComposePaths.
+			o.ResolvePaths = false
+			o.SkipNormalization = true
 		},
 		loader.WithSupportedAttributes(composeSupported(), func(f []loader.UnsupportedAttribute) {
 			l.findings = f
@@ -255,6 +303,17 @@ func (l *composeLoader) loadProject() *types.Project {
 	ctx := context.Background()
 	dict, err := loader.LoadModelWithContext(ctx, details, opts...)
 	if err != nil {
+		l.loadError(err)
+		return nil
+	}
+	if err := resolveComposePaths(dict, details.WorkingDir, []paths.RemoteResource{guard.Accept}); err != nil {
+		l.loadError(err)
+		return nil
+	}
+	// LoadModelWithContext has added COMPOSE_PROJECT_NAME to env, as compose-go's own
+	// normalization sees it.
+	dict["name"] = l.project
+	if dict, err = loader.Normalize(dict, env); err != nil {
 		l.loadError(err)
 		return nil
 	}
@@ -394,9 +453,7 @@ func (l *composeLoader) checkReadPaths(dict map[string]any) bool {
 			for i, f := range files {
 				m, _ := f.(map[string]any)
 				p, _ := m["path"].(string)
-				if p != "" && !l.inside(p) {
-					file, line := l.locate(false, "services", name, "env_file", fmt.Sprint(i))
-					l.errorf(file, line, "service %q: env_file %s", name, l.describeOutside(p))
+				if p != "" && !l.checkReadPath(name, "env_file", i, p) {
 					ok = false
 				}
 			}
@@ -404,15 +461,31 @@ func (l *composeLoader) checkReadPaths(dict map[string]any) bool {
 		if files, isList := svc["label_file"].([]any); isList {
 			for i, f := range files {
 				p, _ := f.(string)
-				if p != "" && !l.inside(p) {
-					file, line := l.locate(false, "services", name, "label_file", fmt.Sprint(i))
-					l.errorf(file, line, "service %q: label_file %s", name, l.describeOutside(p))
+				if p != "" && !l.checkReadPath(name, "label_file", i, p) {
 					ok = false
 				}
 			}
 		}
 	}
 	return ok
+}
+
+// checkReadPath checks one env_file or label_file of a service: inside the tree and
+// not larger than capstan reads. It reads the file for the cache; compose-go reads it
+// again when it binds the model (a missing file is compose-go's to report, as it knows
+// whether the file is required).
+func (l *composeLoader) checkReadPath(service, attr string, i int, p string) bool {
+	if !l.inside(p) {
+		file, line := l.locate(false, "services", service, attr, fmt.Sprint(i))
+		l.errorf(file, line, "service %q: %s %s", service, attr, l.describeOutside(p))
+		return false
+	}
+	if _, err := l.readRecorded(p); composeIsTooLarge(err) {
+		file, line := l.locate(false, "services", service, attr, fmt.Sprint(i))
+		l.errorf(file, line, "service %q: %s %s: %v", service, attr, composeRel(l.in.Root, p), err)
+		return false
+	}
+	return true
 }
 
 // inside reports whether abs, with symlinks resolved, lies inside the source root.
@@ -458,21 +531,36 @@ func composeResolve(abs string) string {
 }
 
 // composeContainedLoader is consulted before compose-go's local file loader for extends
-// files: it claims every path that leaves the source tree, and refuses to load it.
+// files: it claims every path that leaves the source tree or is larger than capstan
+// reads, and refuses to load it.
 type composeContainedLoader struct {
 	root       string // symlinks resolved
 	workingDir string
 }
 
-func (g composeContainedLoader) Accept(p string) bool {
+func (g composeContainedLoader) abs(p string) string {
 	if !filepath.IsAbs(p) {
-		p = filepath.Join(g.workingDir, p)
+		return filepath.Join(g.workingDir, p)
 	}
-	return !composeWithin(g.root, p)
+	return p
+}
+
+func (g composeContainedLoader) Accept(p string) bool {
+	return !composeWithin(g.root, g.abs(p)) || g.tooLarge(p) != nil
+}
+
+func (g composeContainedLoader) tooLarge(p string) error {
+	if st, err := os.Stat(g.abs(p)); err == nil && st.Mode().IsRegular() && st.Size() > MaxFileSize {
+		return composeTooLarge{st.Size()}
+	}
+	return nil
 }
 
 func (g composeContainedLoader) Load(_ context.Context, p string) (string, error) {
-	return "", fmt.Errorf("extends file %s is outside the source tree", p)
+	if !composeWithin(g.root, g.abs(p)) {
+		return "", fmt.Errorf("extends file %s is outside the source tree", p)
+	}
+	return "", fmt.Errorf("extends file %s: %w", p, g.tooLarge(p))
 }
 
 func (g composeContainedLoader) Dir(p string) string { return filepath.Dir(p) }
@@ -519,13 +607,14 @@ func (l *composeLoader) locateIn(rel string, path ...string) (string, int) {
 
 // Messages from compose-go name the offending attribute in one of these forms.
 var (
-	composeErrValidating = regexp.MustCompile(`^validating (.+?): (\S+) (.*)$`)
-	composeErrInterp     = regexp.MustCompile(`^error while interpolating (\S+): (.*)$`)
-	composeErrInterpFmt  = regexp.MustCompile(`(?s)^invalid interpolation format for (\S+)\.`)
-	composeErrParse      = regexp.MustCompile(`^failed to parse (.+?): (.*)$`)
-	composeErrService    = regexp.MustCompile(`services?[ .]"?([^" .:]+)"?`)
-	composeErrAddlProp   = regexp.MustCompile(`additional properties? '([^']+)'`)
-	composeErrExtends    = regexp.MustCompile(`^extends file (\S+) is outside the source tree`)
+	composeErrValidating  = regexp.MustCompile(`^validating (.+?): (\S+) (.*)$`)
+	composeErrInterp      = regexp.MustCompile(`^error while interpolating (\S+): (.*)$`)
+	composeErrInterpFmt   = regexp.MustCompile(`(?s)^invalid interpolation format for (\S+)\.`)
+	composeErrParse       = regexp.MustCompile(`^failed to parse (.+?): (.*)$`)
+	composeErrService     = regexp.MustCompile(`services?[ .]"?([^" .:]+)"?`)
+	composeErrAddlProp    = regexp.MustCompile(`additional properties? '([^']+)'`)
+	composeErrExtends     = regexp.MustCompile(`^extends file (\S+) is outside the source tree`)
+	composeErrExtendsSize = regexp.MustCompile(`^extends file (\S+): file is `)
 )
 
 // loadError turns a compose-go error into problems, one per joined error, each located
@@ -571,6 +660,8 @@ func (l *composeLoader) loadError(err error) {
 	case composeErrExtends.MatchString(msg):
 		// The path is as written in some extends.file; find where.
 		file, line = l.findText(composeErrExtends.FindStringSubmatch(msg)[1])
+	case composeErrExtendsSize.MatchString(msg):
+		file, line = l.findText(composeErrExtendsSize.FindStringSubmatch(msg)[1])
 	default:
 		if m := composeErrService.FindStringSubmatch(msg); m != nil {
 			file, line = l.locate(false, "services", m[1])

@@ -1067,7 +1067,7 @@ func (c *composeConverter) objectData(o composeFileObject) ([]byte, bool) {
 		if !c.l.inside(o.obj.File) {
 			return fail("file %s", c.l.describeOutside(o.obj.File))
 		}
-		data, err := readComposeInput(o.obj.File)
+		data, err := c.l.readRecorded(o.obj.File)
 		if err != nil {
 			return fail("cannot read file %s: %v", composeRel(c.l.in.Root, o.obj.File), trimComposePathError(err))
 		}

@@ -19,10 +19,6 @@ import (
 // errors also carry the position of the fault rather than of the enclosing block). The tree is only ever used to answer "on which line of which file is
 // services.web.privileged?" for problems; the model itself comes from compose-go.
 
-// composeMaxFileSize bounds what is read from the source tree for one compose file,
-// env file, secret or config: Git can hold anything, capstan should not read a 2 GB blob.
-const composeMaxFileSize = 4 << 20
-
 // composeDoc is one input compose file.
 type composeDoc struct {
 	abs  string
@@ -241,7 +237,8 @@ func composeMapEntry(m *yaml.Node, key string, depth int) (*yaml.Node, *yaml.Nod
 	return nil, nil
 }
 
-// readComposeInput reads one file of the source tree, bounded in size.
+// readComposeInput reads one file of the source tree, bounded in size like every file
+// capstan reads (MaxFileSize).
 func readComposeInput(abs string) ([]byte, error) {
 	f, err := os.Open(abs)
 	if err != nil {
@@ -255,18 +252,28 @@ func readComposeInput(abs string) ([]byte, error) {
 	if st.IsDir() {
 		return nil, fmt.Errorf("is a directory")
 	}
-	if st.Size() > composeMaxFileSize {
-		return nil, fmt.Errorf("is %d bytes, larger than the %d bytes capstan reads", st.Size(), composeMaxFileSize)
+	if st.Size() > MaxFileSize {
+		return nil, composeTooLarge{st.Size()}
 	}
-	buf := make([]byte, 0, st.Size())
-	b := bytes.NewBuffer(buf)
-	if _, err := b.ReadFrom(f); err != nil {
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
 		return nil, err
 	}
-	if b.Len() > composeMaxFileSize {
-		return nil, fmt.Errorf("is larger than the %d bytes capstan reads", composeMaxFileSize)
+	if len(data) > MaxFileSize {
+		return nil, composeTooLarge{int64(len(data))}
 	}
-	return b.Bytes(), nil
+	return data, nil
+}
+
+// composeTooLarge is the error for a file over MaxFileSize, worded as the tree loader
+// words it.
+type composeTooLarge struct{ size int64 }
+
+func (e composeTooLarge) Error() string { return tooLarge(e.size).Error() }
+
+func composeIsTooLarge(err error) bool {
+	var tl composeTooLarge
+	return errors.As(err, &tl)
 }
 
 // composeRel renders abs relative to root, slash-separated; paths outside root are
