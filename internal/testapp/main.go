@@ -5,7 +5,7 @@
 // As a server it listens on $PORT (default 80) and serves:
 //
 //	/license.txt  a fixed text, $MESSAGE and the hostname (what the SLB health check asks for)
-//	/healthz      "ok"
+//	/healthz      "ok" (503 "draining" while draining, see $DRAIN)
 //	/env          the process environment, one KEY=VALUE a line
 //
 // When any MYSQL_* variable is set it also listens on 3306, so the same image stands in
@@ -14,6 +14,10 @@
 //
 // $FAIL_AFTER (a Go duration, e.g. "0s" or "2s") makes it exit with status 3 after that
 // delay: a service update to such a spec fails its tasks, which is how rollback is tested.
+//
+// $DRAIN (a Go duration) delays the shutdown on SIGTERM: for that long /healthz answers
+// 503 while everything else is still served, so a load balancer's health check takes the
+// task out before it stops listening (how zero-downtime rolling updates are tested).
 //
 // "testapp healthcheck URL" does one HTTP GET and exits 0 on a 2xx/3xx answer, 1
 // otherwise, so compose healthchecks work in an image that has no shell or curl.
@@ -31,6 +35,7 @@ import (
 	"os/signal"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -87,6 +92,14 @@ func serve() error {
 		}()
 	}
 
+	var drainDelay time.Duration
+	if d := os.Getenv("DRAIN"); d != "" {
+		var err error
+		if drainDelay, err = time.ParseDuration(d); err != nil {
+			return fmt.Errorf("DRAIN=%q: %w", d, err)
+		}
+	}
+
 	srv := &http.Server{Handler: handler(), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 4)
 	ports := listenPorts()
@@ -103,12 +116,26 @@ func serve() error {
 		return err
 	case <-ctx.Done():
 	}
+	drain(drainDelay)
 	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(shutdown); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil
+}
+
+// draining is set once a SIGTERM arrived under $DRAIN: /healthz then fails.
+var draining atomic.Bool
+
+// drain fails /healthz and waits for delay before the server shuts down.
+func drain(delay time.Duration) {
+	if delay <= 0 {
+		return
+	}
+	draining.Store(true)
+	log.Printf("draining for %s: /healthz answers 503", delay)
+	time.Sleep(delay)
 }
 
 func listenPorts() []string {
@@ -146,6 +173,11 @@ func handler() http.Handler {
 	})
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if draining.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, "draining")
+			return
+		}
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("/env", func(w http.ResponseWriter, _ *http.Request) {
