@@ -136,16 +136,22 @@ func (a *app) newRouteStage(f slbFlags, desired *resource.Set) (*routeStage, err
 	return r, nil
 }
 
-// plan expands desired's routes against the observed Swarm (nodes from swarm, published
-// ports read through cli) and adds SLB's live objects to live.
-func (r *routeStage) plan(ctx context.Context, cli client.APIClient, swarm *swarmsink.Sink, desired, live *resource.Set) error {
+// plan returns desired with its routes expanded against the observed Swarm (nodes from
+// swarm, published ports read through cli), and adds SLB's live objects to live.
+// desired itself is left as it is, so a loop can expand the same source again when
+// nodes come and go.
+func (r *routeStage) plan(ctx context.Context, cli client.APIClient, swarm *swarmsink.Sink, source, live *resource.Set) (*resource.Set, error) {
 	if r.sink == nil {
-		return nil
+		return source, nil
+	}
+	desired := &resource.Set{Stacks: source.Stacks, Resources: make(map[resource.Key]resource.Resource, len(source.Resources))}
+	for k, v := range source.Resources {
+		desired.Resources[k] = v
 	}
 	r.ports.cli = cli
 	published, err := r.ports.published(ctx, desired)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var nodes []slbsink.Node
 	for _, n := range swarm.Nodes() {
@@ -153,17 +159,20 @@ func (r *routeStage) plan(ctx context.Context, cli client.APIClient, swarm *swar
 	}
 	r.warnings, err = slbsink.Expand(desired, slbsink.ExpandInput{Instance: r.instance, Nodes: nodes, Published: published})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	r.sink.Watch(desired)
 	observed, err := r.sink.Observe(ctx)
 	if err != nil {
-		return fmt.Errorf("observe slb: %w", err)
+		return nil, fmt.Errorf("observe slb: %w", err)
 	}
 	for k, v := range observed.Resources {
 		live.Resources[k] = v
 	}
-	return slbsink.CheckPorts(desired, live, r.instance)
+	if err := slbsink.CheckPorts(desired, live, r.instance); err != nil {
+		return nil, err
+	}
+	return desired, nil
 }
 
 // finish puts the stage's warnings into plan and its sink into sinks.

@@ -86,7 +86,7 @@ func wrapError(action string, err error) error {
 		e.Code, e.HTTPStatus, e.RequestID = se.ErrorCode(), se.HttpStatus(), se.RequestId()
 		// SLB appends the string it signed; it helps nobody reading capstan's output.
 		msg, _, _ := strings.Cut(se.Message(), " server string to sign is:")
-		e.Message = strings.TrimSpace(msg)
+		e.Message = strings.TrimRight(strings.TrimSpace(msg), ".")
 	case errors.As(err, &ue):
 		// The URL holds the whole signed query; name the host only.
 		host := ue.URL

@@ -137,7 +137,7 @@ func reconcileOnce(t testing.TB, s *Sink, desired *resource.Set, sw swarmState) 
 	return plan
 }
 
-func planRoutes(s *Sink, desired *resource.Set, sw swarmState) (reconcile.Plan, error) {
+func planRoutes(s *Sink, desired *resource.Set, sw swarmState, mod ...func(*reconcile.Options)) (reconcile.Plan, error) {
 	d := cloneSet(desired)
 	warnings, err := Expand(d, ExpandInput{Instance: s.instance, Nodes: sw.nodes, Published: sw.published})
 	if err != nil {
@@ -148,7 +148,11 @@ func planRoutes(s *Sink, desired *resource.Set, sw swarmState) (reconcile.Plan, 
 	if err != nil {
 		return reconcile.Plan{}, err
 	}
-	plan, err := reconcile.BuildPlan(d, live, reconcile.Options{Instance: s.instance})
+	opts := reconcile.Options{Instance: s.instance}
+	for _, m := range mod {
+		m(&opts)
+	}
+	plan, err := reconcile.BuildPlan(d, live, opts)
 	plan.Warnings = append(warnings, plan.Warnings...)
 	return plan, err
 }

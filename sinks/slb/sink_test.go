@@ -433,3 +433,52 @@ func TestOtherProtocolOnPort(t *testing.T) {
 		t.Errorf("the user's listener changed: %v", l.Attributes)
 	}
 }
+
+// A listener someone stopped by hand is started again, and nothing else is written.
+func TestStoppedListenerIsStarted(t *testing.T) {
+	emu := newEmu(t, slbemu.Config{})
+	s := newSink(t, emu)
+	sw := swarmState{nodes: threeNodes(), published: wordpressPublished(30080)}
+	desired := routeSet(httpRoute("wordpress-http", 8080))
+	reconcileOnce(t, s, desired, sw)
+	req := slbsdk.CreateStopLoadBalancerListenerRequest()
+	req.LoadBalancerId, req.ListenerPort, req.ListenerProtocol = testLB, requests.NewInteger(8080), "http"
+	if _, err := sdkClient(t, emu).StopLoadBalancerListener(req); err != nil {
+		t.Fatal(err)
+	}
+	emu.ResetCalls()
+	plan := reconcileOnce(t, s, desired, sw)
+	if len(plan.Changes) != 1 || !cmp.Equal(plan.Changes[0].Diff, []reconcile.FieldDiff{{Path: "Status", Before: "stopped", After: "running"}}) {
+		t.Fatalf("plan: %+v", plan.Changes)
+	}
+	if diff := cmp.Diff(map[string]int{"StartLoadBalancerListener": 1}, actions(emu, true)); diff != "" {
+		t.Errorf("writes (-want +got):\n%s", diff)
+	}
+	if l, _ := listenerState(t, emu, 8080, "http"); l.Status != "running" {
+		t.Errorf("status %s", l.Status)
+	}
+}
+
+// --adopt takes a hand-made listener over: one Set gives it the route's settings and
+// capstan's marker; afterwards it is capstan's like any other.
+func TestAdoptListener(t *testing.T) {
+	emu := newEmu(t, slbemu.Config{})
+	userListener(t, emu, 8080, "hand-made")
+	s := newSink(t, emu)
+	sw := swarmState{nodes: threeNodes(), published: wordpressPublished(30080)}
+	desired := routeSet(httpRoute("wordpress-http", 8080))
+	plan, err := planRoutes(s, desired, sw, func(o *reconcile.Options) { o.Adopt = true })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reconcile.Apply(context.Background(), plan, map[string]reconcile.Sink{s.Name(): s}, reconcile.ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	l, _ := listenerState(t, emu, 8080, "http")
+	if l.Attributes["Description"] != marker || l.Attributes["HealthCheckURI"] != "/license.txt" || l.Status != "running" {
+		t.Errorf("adopted listener: %s %v", l.Status, l.Attributes)
+	}
+	if plan := reconcileOnce(t, s, desired, sw); len(plan.Changes) != 0 {
+		t.Errorf("plan after adopting: %+v", plan.Changes)
+	}
+}
