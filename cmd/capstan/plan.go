@@ -127,7 +127,7 @@ func (a *app) buildPlan(ctx context.Context, f planFlags) (*planned, error) {
 		cli.Close()
 		return nil, fmt.Errorf("observe swarm: %w", err)
 	}
-	if err := routes.plan(ctx, cli, sink, desired, live); err != nil {
+	if desired, err = routes.plan(ctx, cli, sink, desired, live); err != nil {
 		cli.Close()
 		return nil, err
 	}
