@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
+	"regexp"
 	"sync"
 	"time"
 
@@ -28,8 +30,11 @@ func (s *Sink) client(region string) (*regionClient, error) {
 	if c, ok := s.clients[region]; ok {
 		return c, nil
 	}
-	transport := s.opts.Transport
-	if transport == nil {
+	// Each client gets its own transport: the SDK rewrites it on every call.
+	var transport *http.Transport
+	if s.opts.Transport != nil {
+		transport = s.opts.Transport.Clone()
+	} else {
 		transport = http.DefaultTransport.(*http.Transport).Clone()
 	}
 	cfg := sdk.NewConfig().
@@ -54,6 +59,11 @@ func (s *Sink) client(region string) (*regionClient, error) {
 	}
 	if s.domain != "" {
 		c.Domain = s.domain
+		// The SDK applies $HTTP(S)_PROXY itself and reads $NO_PROXY as regexps; a local
+		// endpoint (the emulator) is never reached through a proxy.
+		if host, _, err := net.SplitHostPort(s.domain); err == nil && isLoopback(host) {
+			c.SetNoProxy(regexp.QuoteMeta(s.domain))
+		}
 	}
 	rc := &regionClient{sdk: c}
 	s.clients[region] = rc
@@ -147,3 +157,11 @@ func sleep(ctx context.Context, d time.Duration) error {
 
 // errGone marks a read that found its object missing.
 var errGone = errors.New("not found")
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -59,8 +59,9 @@ type Options struct {
 	Regions []string
 	// LoadBalancers are always observed, even when no route names them.
 	LoadBalancers []resource.LoadBalancer
-	// Transport, if set, is the HTTP transport (tests give one trusting their TLS
-	// server). It must not be shared: the SDK modifies it on every call.
+	// Transport, if set, is the template of the HTTP transport (tests give one trusting
+	// their TLS server); each SDK client gets a clone, as the SDK rewrites it on every
+	// call.
 	Transport *http.Transport
 	// Timeout bounds one API call (default 20s).
 	Timeout time.Duration

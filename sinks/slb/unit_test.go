@@ -1,6 +1,7 @@
 package slb
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/url"
@@ -13,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/capstan-dev/capstan/resource"
+	"github.com/capstan-dev/capstan/sinks/slb/slbemu"
 )
 
 func serverError(status int, code string) error {
@@ -182,5 +184,17 @@ func TestNewRejectsBadOptions(t *testing.T) {
 	s, err := New(Options{Endpoint: "https://slb.cn-hangzhou.aliyuncs.com"})
 	if err != nil || s.scheme != "HTTPS" || s.domain != "slb.cn-hangzhou.aliyuncs.com" || s.instance != resource.DefaultInstance {
 		t.Errorf("New: %v %+v", err, s)
+	}
+}
+
+// A proxy in the environment never carries traffic to a local endpoint.
+func TestLocalEndpointBypassesProxy(t *testing.T) {
+	t.Setenv("HTTP_PROXY", "http://127.0.0.1:1")
+	t.Setenv("http_proxy", "http://127.0.0.1:1")
+	emu := newEmu(t, slbemu.Config{})
+	s := newSink(t, emu)
+	s.Watch(routeSet(httpRoute("wordpress-http", 8080)))
+	if _, err := s.Observe(context.Background()); err != nil {
+		t.Fatalf("Observe through a proxy that does not exist: %v", err)
 	}
 }
