@@ -1,0 +1,354 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/docker/docker/client"
+
+	"github.com/capstan-dev/capstan/daemon"
+	"github.com/capstan-dev/capstan/manifests"
+	"github.com/capstan-dev/capstan/reconcile"
+	"github.com/capstan-dev/capstan/resource"
+	"github.com/capstan-dev/capstan/source"
+	swarmsink "github.com/capstan-dev/capstan/sinks/swarm"
+)
+
+// reconciler is capstan run's daemon.ReconcileFunc. Unlike a CLI command it lives across
+// reconciles: the source keeps its Git cache, the Docker client its connection and
+// negotiated version, and the desired set is loaded once per revision, so a reconcile of
+// an unchanged source costs one ref listing (Git) or a directory digest, and Observe's
+// constant handful of requests.
+type reconciler struct {
+	instance string
+	flags    runFlags
+	log      *slog.Logger
+	metrics  *daemon.Metrics
+	src      source.Source
+	cli      *client.Client
+	base     *client.Client // owns the transport cli shares
+	sink     *swarmsink.Sink
+	// leader reports whether this replica may still write (nil: always).
+	leader func() bool
+	// progress receives apply's progress lines (capstan run --once); nil discards.
+	progress io.Writer
+
+	// the desired state of the last revision loaded
+	revision string
+	desired  *resource.Set
+	warnings []string
+	routes   []daemon.RouteReport
+}
+
+func (a *app) newReconciler(f runFlags, log *slog.Logger, m *daemon.Metrics) (*reconciler, error) {
+	src, err := runSource(f, log)
+	if err != nil {
+		return nil, err
+	}
+	base, cli, err := a.meteredDockerClient(m)
+	if err != nil {
+		return nil, err
+	}
+	instance := a.instanceName()
+	return &reconciler{
+		instance: instance, flags: f, log: log, metrics: m, src: src,
+		cli: cli, base: base, sink: swarmsink.New(cli, instance),
+	}, nil
+}
+
+// runSource opens the source the flags name.
+//
+// TODO(source flags): Git credentials (--git-password-file, SSH keys...) are registered
+// by the Git source's flags in plan.go; pass them here through the shared
+// flags-to-source.Options helper once it exists. Until then a Git source is read with
+// the credentials its URL or environment carries.
+func runSource(f runFlags, log *slog.Logger) (source.Source, error) {
+	src, err := source.New(source.Options{Source: f.source, Ref: f.ref, Path: f.path, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("source: %w", err)
+	}
+	return src, nil
+}
+
+func (r *reconciler) close() {
+	_ = r.cli.Close()
+	_ = r.base.Close()
+}
+
+// watchDir is the directory a local source's file watcher polls.
+func (r *reconciler) watchDir() string {
+	return filepath.Join(r.flags.source, r.flags.path)
+}
+
+// head is the loop's cheap revision probe (daemon.Config.Head).
+func (r *reconciler) head(ctx context.Context) (string, error) {
+	start := time.Now()
+	rev, err := r.src.Head(ctx)
+	r.metrics.SourcePoll(time.Since(start), err)
+	if err != nil {
+		return "", err
+	}
+	return rev.String(), nil
+}
+
+// reconcile is one pass: fetch, load (when the revision moved), observe, plan, apply
+// (leader only), observe again for health.
+func (r *reconciler) reconcile(ctx context.Context, req daemon.Request) (daemon.Report, error) {
+	start := time.Now()
+	snap, err := r.src.Fetch(ctx)
+	r.metrics.SourcePoll(time.Since(start), err)
+	if err != nil {
+		return daemon.Report{}, r.sourceFailed(err)
+	}
+	rev := snap.Revision.String()
+	if err := r.load(snap.Dir, rev); err != nil {
+		return daemon.Report{Revision: rev}, err
+	}
+	rep := daemon.Report{Revision: rev, Warnings: append([]string{}, r.warnings...), Routes: r.routes}
+
+	live, err := r.sink.Observe(ctx)
+	if err != nil {
+		return rep, fmt.Errorf("observe swarm: %w", err)
+	}
+	rep.Observed = true
+	plan, err := reconcile.BuildPlan(r.desired, live, reconcile.Options{
+		Instance: r.instance, Revision: rev,
+		AllowMassDelete: r.flags.allowMassDelete, Adopt: r.flags.adopt,
+	})
+	rep.Stacks = stackReports(r.desired, live, r.instance)
+	var massDelete *reconcile.MassDeleteError
+	if err != nil && !errors.As(err, &massDelete) {
+		return rep, fmt.Errorf("plan %s: %w", rev, err)
+	}
+	rep.Plan = &plan
+	rep.Warnings = append(rep.Warnings, plan.Warnings...)
+	rep.Drift = daemon.DriftFromPlan(plan)
+	if err != nil {
+		return rep, fmt.Errorf("nothing applied: %w", err)
+	}
+	if !req.Apply || !plan.HasChanges() {
+		return rep, nil
+	}
+
+	opts := reconcile.DefaultApplyOptions()
+	opts.ConvergeTimeout = r.flags.timeout
+	opts.StackDeps = plan.StackDeps
+	opts.Logger = r.log
+	opts.Progress = r.progress
+	g := &guardedSink{Sink: r.sink, status: r.sink, stop: req.Stop, leader: r.leader}
+	res, applyErr := reconcile.Apply(ctx, plan, map[string]reconcile.Sink{r.sink.Name(): g}, opts)
+	rep.Result = &res
+	// Health after the apply, not before it.
+	if after, err := r.sink.Observe(ctx); err == nil {
+		rep.Stacks = stackReports(r.desired, after, r.instance)
+	}
+	return rep, applyErr
+}
+
+// sourceFailed words a source error for status: nothing was applied and the last good
+// revision stays.
+func (r *reconciler) sourceFailed(err error) error {
+	if r.revision != "" {
+		return fmt.Errorf("source: %w (nothing applied; %s stays applied)", err, r.revision)
+	}
+	return fmt.Errorf("source: %w", err)
+}
+
+// load reads the manifests of rev unless they are already loaded.
+func (r *reconciler) load(dir, rev string) error {
+	if rev == r.revision && r.desired != nil {
+		return nil
+	}
+	desired, problems := manifests.Load(dir, manifests.Options{Instance: r.instance, Revision: rev})
+	var warnings, errs []string
+	for _, p := range problems {
+		if p.Severity == manifests.Warning {
+			warnings = append(warnings, p.String())
+		} else {
+			errs = append(errs, p.String())
+		}
+	}
+	if problems.HasErrors() {
+		kept := ""
+		if r.revision != "" {
+			kept = "; " + r.revision + " stays applied"
+		}
+		return daemon.Stall(fmt.Errorf("revision %s does not validate, nothing applied%s:\n%w", rev, kept, problems))
+	}
+	for _, w := range warnings {
+		r.log.Warn("source warning", "revision", rev, "warning", w)
+	}
+	r.routes = dropRouteResources(desired)
+	r.revision, r.desired, r.warnings = rev, desired, warnings
+	return nil
+}
+
+// dropRouteResources removes SLB routes from desired and reports them as not reconciled.
+//
+// TODO(SLB sink): once plan.go wires the SLB sink, take the sink from the same place and
+// keep routes in the desired set (Reconciled: true).
+func dropRouteResources(desired *resource.Set) []daemon.RouteReport {
+	var out []daemon.RouteReport
+	for _, k := range desired.Keys() {
+		res := desired.Resources[k]
+		if k.Sink != resource.SinkSLB {
+			continue
+		}
+		delete(desired.Resources, k)
+		if res.Route == nil {
+			continue
+		}
+		rt := res.Route
+		out = append(out, daemon.RouteReport{
+			Name: rt.Name, Key: k.String(), Stack: rt.Service.Stack, Service: rt.Service.ServiceName(),
+			TargetPort: rt.Service.TargetPort, LoadBalancer: rt.LoadBalancer.ID,
+			Listener: fmt.Sprintf("%s:%d", rt.Listener.Protocol, rt.Listener.Port),
+		})
+	}
+	return out
+}
+
+// stackReports lists each desired stack's services with their live health and the
+// revision their labels carry.
+func stackReports(desired, live *resource.Set, instance string) []daemon.StackReport {
+	var out []daemon.StackReport
+	for _, name := range desired.StackNames() {
+		sr := daemon.StackReport{Name: name, Services: []daemon.ServiceReport{}}
+		revisions := map[string]int{}
+		for _, k := range desired.Keys() {
+			d := desired.Resources[k]
+			if d.Stack != name || d.Service == nil {
+				continue
+			}
+			svc := daemon.ServiceReport{Name: k.Name, Health: reconcile.Unknown}
+			if l, ok := live.Resources[k]; ok && l.Owner() == instance {
+				svc.Health = reconcile.ServiceHealth(l.Status)
+				if l.Status != nil {
+					svc.RunningTasks, svc.DesiredTasks = l.Status.RunningTasks, l.Status.DesiredTasks
+					svc.UpdateState, svc.UpdateMessage = l.Status.UpdateState, l.Status.UpdateMessage
+				}
+				if rev := l.Labels()[resource.LabelRevision]; rev != "" {
+					revisions[rev]++
+				}
+			}
+			sr.Services = append(sr.Services, svc)
+		}
+		sr.Revision = mostCommon(revisions)
+		out = append(out, sr)
+	}
+	return out
+}
+
+func mostCommon(counts map[string]int) string {
+	keys := make([]string, 0, len(counts))
+	for k := range counts {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	best := ""
+	for _, k := range keys {
+		if counts[k] > counts[best] {
+			best = k
+		}
+	}
+	return best
+}
+
+// errStopping and errNotLeader refuse writes that would start after shutdown began or
+// after this replica lost the lease.
+var (
+	errStopping  = errors.New("not applied: capstan is shutting down")
+	errNotLeader = errors.New("not applied: this replica lost the leader lease")
+)
+
+// guardedSink lets the write in flight finish and refuses the ones after it once the
+// loop is stopping or leadership is lost.
+type guardedSink struct {
+	reconcile.Sink
+	status reconcile.StatusReader
+	stop   <-chan struct{}
+	leader func() bool
+}
+
+var (
+	_ reconcile.Sink         = (*guardedSink)(nil)
+	_ reconcile.StatusReader = (*guardedSink)(nil)
+)
+
+func (g *guardedSink) refuse() error {
+	select {
+	case <-g.stop:
+		return errStopping
+	default:
+	}
+	if g.leader != nil && !g.leader() {
+		return errNotLeader
+	}
+	return nil
+}
+
+func (g *guardedSink) Apply(ctx context.Context, c reconcile.Change) error {
+	if err := g.refuse(); err != nil {
+		return err
+	}
+	return g.Sink.Apply(ctx, c)
+}
+
+// ServiceStatus stops apply's convergence wait at shutdown: the rollout goes on in
+// Swarm, and the next capstan sees it.
+func (g *guardedSink) ServiceStatus(ctx context.Context, name string) (resource.ServiceStatus, error) {
+	select {
+	case <-g.stop:
+		return resource.ServiceStatus{}, errStopping
+	default:
+	}
+	return g.status.ServiceStatus(ctx, name)
+}
+
+// meteredDockerClient is a Docker client whose requests are counted in the metrics.
+// base owns the transport and must be closed too.
+func (a *app) meteredDockerClient(m *daemon.Metrics) (base, cli *client.Client, err error) {
+	opts := []client.Opt{client.FromEnv}
+	if a.dockerHost != "" {
+		opts = append(opts, client.WithHost(a.dockerHost))
+	}
+	base, err = client.NewClientWithOpts(opts...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("docker client: %w", err)
+	}
+	hc := base.HTTPClient()
+	hc.Transport = meteredTransport{next: hc.Transport, metrics: m, api: "docker"}
+	opts = append(opts, client.WithAPIVersionNegotiation(), client.WithHTTPClient(hc))
+	if os.Getenv(client.EnvOverrideCertPath) != "" {
+		// With its own HTTP client the library cannot see the TLS config to pick https.
+		opts = append(opts, client.WithScheme("https"))
+	}
+	cli, err = client.NewClientWithOpts(opts...)
+	if err != nil {
+		_ = base.Close()
+		return nil, nil, fmt.Errorf("docker client: %w", err)
+	}
+	return base, cli, nil
+}
+
+// meteredTransport counts requests and failures (transport errors, 5xx, 429).
+type meteredTransport struct {
+	next    http.RoundTripper
+	metrics *daemon.Metrics
+	api     string
+}
+
+func (t meteredTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.next.RoundTrip(req)
+	failed := err != nil || resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests
+	t.metrics.APIRequest(t.api, req.Method, failed)
+	return resp, err
+}
