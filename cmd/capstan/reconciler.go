@@ -18,8 +18,8 @@ import (
 	"github.com/capstan-dev/capstan/manifests"
 	"github.com/capstan-dev/capstan/reconcile"
 	"github.com/capstan-dev/capstan/resource"
-	"github.com/capstan-dev/capstan/source"
 	swarmsink "github.com/capstan-dev/capstan/sinks/swarm"
+	"github.com/capstan-dev/capstan/source"
 )
 
 // reconciler is capstan run's daemon.ReconcileFunc. Unlike a CLI command it lives across

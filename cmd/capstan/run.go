@@ -19,8 +19,8 @@ import (
 
 	"github.com/capstan-dev/capstan/daemon"
 	"github.com/capstan-dev/capstan/reconcile"
-	"github.com/capstan-dev/capstan/source"
 	swarmsink "github.com/capstan-dev/capstan/sinks/swarm"
+	"github.com/capstan-dev/capstan/source"
 )
 
 func init() { commands = append(commands, newRunCmd) }
