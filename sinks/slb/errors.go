@@ -1,6 +1,8 @@
 package slb
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -145,6 +147,16 @@ func Transient(err error) bool {
 		strings.Contains(strings.ToLower(code), "configuring"),
 		e.HTTPStatus >= 500:
 		return true
+	}
+	// A certificate the client does not trust stays untrusted.
+	var (
+		verr *tls.CertificateVerificationError
+		uerr x509.UnknownAuthorityError
+		herr x509.HostnameError
+		cerr x509.CertificateInvalidError
+	)
+	if errors.As(e.Err, &verr) || errors.As(e.Err, &uerr) || errors.As(e.Err, &herr) || errors.As(e.Err, &cerr) {
+		return false
 	}
 	var ue *url.Error
 	var ne net.Error

@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -196,5 +200,41 @@ func TestLocalEndpointBypassesProxy(t *testing.T) {
 	s.Watch(routeSet(httpRoute("wordpress-http", 8080)))
 	if _, err := s.Observe(context.Background()); err != nil {
 		t.Fatalf("Observe through a proxy that does not exist: %v", err)
+	}
+}
+
+// Over HTTPS, as against the real endpoints: the certificate is verified (here against
+// the test server's own CA).
+func TestHTTPSEndpoint(t *testing.T) {
+	emu := slbemu.New(slbemu.Config{
+		Credentials:   []slbemu.Credential{{AccessKeyID: testAK, AccessKeySecret: testSecret}},
+		LoadBalancers: []slbemu.LoadBalancer{{ID: testLB, Region: testRegion}},
+	})
+	srv := httptest.NewUnstartedServer(emu)
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake below
+	srv.StartTLS()
+	t.Cleanup(func() { srv.Close(); emu.Close() })
+	opts := Options{Endpoint: srv.URL, Credentials: &Credentials{AccessKeyID: testAK, AccessKeySecret: testSecret},
+		Transport: srv.Client().Transport.(*http.Transport), Retry: Retry{Attempts: 2, Base: time.Millisecond}}
+	s, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.scheme != "HTTPS" {
+		t.Fatalf("scheme %s", s.scheme)
+	}
+	reconcileOnce(t, s, routeSet(httpRoute("wordpress-http", 8080)), swarmState{nodes: threeNodes(), published: wordpressPublished(30080)})
+	if len(emu.Snapshot().VServerGroups) != 1 {
+		t.Error("nothing created over HTTPS")
+	}
+
+	// Without the CA the certificate is refused, and that is no transient error.
+	opts.Transport = nil
+	s, _ = New(opts)
+	s.Watch(routeSet(httpRoute("wordpress-http", 8080)))
+	emu.ResetCalls()
+	_, err = s.Observe(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "certificate") || strings.Contains(err.Error(), "gave up") {
+		t.Errorf("Observe with an untrusted certificate: %v, want a certificate error without retries", err)
 	}
 }
