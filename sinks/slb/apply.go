@@ -46,8 +46,11 @@ func (s *Sink) apply(ctx context.Context, c reconcile.Change) error {
 			return errors.New("no desired object (Change.After is nil)")
 		}
 		res = c.After
-		if c.Action != reconcile.Create && c.Before == nil {
-			return errors.New("the live object is missing from the change (Change.Before is nil)")
+		if c.Action != reconcile.Create && (c.Before == nil || c.Before.SLBListener == nil && c.Before.VServerGroup == nil) {
+			return errors.New("the live object is missing from the change (Change.Before is nil or not an SLB object)")
+		}
+		if c.Before != nil && (c.Before.SLBListener == nil) != (res.SLBListener == nil) {
+			return errors.New("the live and the desired object are of different kinds")
 		}
 	case reconcile.Delete:
 		if c.Before == nil {

@@ -17,6 +17,7 @@ import (
 	slbsdk "github.com/aliyun/alibaba-cloud-sdk-go/services/slb"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/capstan-dev/capstan/reconcile"
 	"github.com/capstan-dev/capstan/resource"
 	"github.com/capstan-dev/capstan/sinks/slb/slbemu"
 )
@@ -236,5 +237,36 @@ func TestHTTPSEndpoint(t *testing.T) {
 	_, err = s.Observe(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "certificate") || strings.Contains(err.Error(), "gave up") {
 		t.Errorf("Observe with an untrusted certificate: %v, want a certificate error without retries", err)
+	}
+}
+
+// Malformed changes are errors, never panics, and send nothing.
+func TestApplyRejectsMalformedChanges(t *testing.T) {
+	s, err := New(Options{Endpoint: "http://127.0.0.1:1", Credentials: &Credentials{AccessKeyID: "a", AccessKeySecret: "b"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lkey := resource.ListenerKey("lb-1", 80, "http")
+	gkey := resource.VServerGroupKey("lb-1", "capstan/capstan/web")
+	l := &resource.Resource{Key: lkey, SLBListener: &resource.SLBListener{LoadBalancerID: "lb-1", Description: "capstan/capstan/web"}}
+	g := &resource.Resource{Key: gkey, VServerGroup: &resource.VServerGroup{LoadBalancerID: "lb-1", Name: "capstan/capstan/web"}}
+	user := &resource.Resource{Key: lkey, SLBListener: &resource.SLBListener{LoadBalancerID: "lb-1", Description: "mine"}}
+	for _, c := range []reconcile.Change{
+		{Action: reconcile.Create, Key: lkey},
+		{Action: reconcile.Update, Key: lkey, After: l},
+		{Action: reconcile.Update, Key: gkey, After: g, Before: l},
+		{Action: reconcile.Update, Key: gkey, After: g, Before: &resource.Resource{Key: gkey}},
+		{Action: reconcile.Delete, Key: lkey},
+		{Action: reconcile.Delete, Key: lkey, Before: user},
+		{Action: reconcile.Scale, Key: lkey, After: l, Before: l},
+		{Action: reconcile.Create, Key: gkey, After: l},
+		{Action: reconcile.Create, Key: resource.ServiceKey("x"), After: l},
+	} {
+		if err := s.Apply(context.Background(), c); err == nil {
+			t.Errorf("Apply(%c %s) succeeded", c.Action, c.Key)
+		}
+	}
+	if calls, _ := s.Stats(); calls != 0 {
+		t.Errorf("%d calls sent", calls)
 	}
 }
