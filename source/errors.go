@@ -52,7 +52,7 @@ type Error struct {
 
 func (e *Error) Error() string {
 	var b strings.Builder
-	b.WriteString("git ")
+	b.WriteString("source ")
 	b.WriteString(e.Source)
 	if e.Ref != "" {
 		b.WriteString(" (ref ")

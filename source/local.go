@@ -37,7 +37,7 @@ func (l *Local) String() string { return l.root }
 func (l *Local) Head(ctx context.Context) (Revision, error) {
 	st, err := os.Stat(l.dir)
 	if err != nil {
-		return Revision{}, &Error{Kind: ErrPathNotFound, Source: l.root, Detail: l.dir, Err: unwrapPathError(err)}
+		return Revision{}, &Error{Kind: ErrPathNotFound, Source: l.root, Detail: l.dir, Err: unwrapPathError(err), Hint: "check --source and --path"}
 	}
 	if !st.IsDir() {
 		return Revision{}, &Error{Kind: ErrPathNotFound, Source: l.root, Detail: l.dir + " is not a directory"}

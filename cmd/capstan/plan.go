@@ -4,8 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/docker/docker/client"
@@ -15,20 +16,82 @@ import (
 	"github.com/capstan-dev/capstan/reconcile"
 	"github.com/capstan-dev/capstan/resource"
 	swarmsink "github.com/capstan-dev/capstan/sinks/swarm"
+	"github.com/capstan-dev/capstan/source"
 )
 
-// sourceFlags are the flags that say where the desired state comes from.
+// sourceFlags are the flags that say where the desired state comes from: a local
+// directory, or a Git URL with its ref, cache and credentials (source package, docs/sources.md).
 type sourceFlags struct {
 	source string
 	ref    string
 	path   string
+
+	cacheDir                    string
+	gitUsername                 string
+	gitPasswordFile             string
+	gitSSHKeyFile               string
+	gitSSHKeyPassphraseFile     string
+	gitKnownHostsFile           string
+	gitInsecureSkipHostKeyCheck bool
+	gitAllowRewrite             bool
 }
 
 func (f *sourceFlags) register(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.source, "source", "", "the source: a local directory (Git URLs arrive with the Git source)")
-	cmd.Flags().StringVar(&f.ref, "ref", "", "branch, tag or commit of a Git source")
-	cmd.Flags().StringVar(&f.path, "path", "", "subdirectory of the source that holds the manifests")
+	fl := cmd.Flags()
+	fl.StringVar(&f.source, "source", "", "the source: a local directory, or a Git URL (https://, ssh://, git@host:path, file://)")
+	fl.StringVar(&f.ref, "ref", "", "branch, tag, full ref or full commit id of a Git source (default: the remote's default branch)")
+	fl.StringVar(&f.path, "path", "", "subdirectory of the source that holds the manifests")
+	fl.StringVar(&f.cacheDir, "cache-dir", "", "where Git sources are cached between runs (default: the user cache directory + /capstan)")
+	fl.StringVar(&f.gitUsername, "git-username", "", "HTTPS user name for a Git source (also $CAPSTAN_GIT_USERNAME)")
+	fl.StringVar(&f.gitPasswordFile, "git-password-file", "", "file holding the HTTPS password or token (also $CAPSTAN_GIT_PASSWORD, $CAPSTAN_GIT_PASSWORD_FILE)")
+	fl.StringVar(&f.gitSSHKeyFile, "git-ssh-key-file", "", "SSH private key for ssh:// and git@host:path URLs (also $CAPSTAN_GIT_SSH_KEY, $CAPSTAN_GIT_SSH_KEY_FILE)")
+	fl.StringVar(&f.gitSSHKeyPassphraseFile, "git-ssh-key-passphrase-file", "", "file holding the SSH key's passphrase (also $CAPSTAN_GIT_SSH_KEY_PASSPHRASE, $CAPSTAN_GIT_SSH_KEY_PASSPHRASE_FILE)")
+	fl.StringVar(&f.gitKnownHostsFile, "git-known-hosts-file", "", "known_hosts file to verify the SSH server against (also $CAPSTAN_GIT_KNOWN_HOSTS, $CAPSTAN_GIT_KNOWN_HOSTS_FILE; default ~/.ssh/known_hosts)")
+	fl.BoolVar(&f.gitInsecureSkipHostKeyCheck, "git-insecure-skip-host-key-check", false, "accept any SSH host key (insecure; logs a warning)")
+	fl.BoolVar(&f.gitAllowRewrite, "git-allow-rewrite", false, "follow a force-pushed branch or a moved tag instead of failing")
 	_ = cmd.MarkFlagRequired("source")
+}
+
+// options turns the flags into source.Options, reading every secret from its flag's
+// file, its CAPSTAN_* variable or that variable's _FILE path.
+func (f *sourceFlags) options(log *slog.Logger) (source.Options, error) {
+	opts := source.Options{
+		Source:       f.source,
+		Ref:          f.ref,
+		Path:         f.path,
+		CacheDir:     f.cacheDir,
+		AllowRewrite: f.gitAllowRewrite,
+		Logger:       log,
+		Auth: source.Auth{
+			Username:                 f.gitUsername,
+			InsecureSkipHostKeyCheck: f.gitInsecureSkipHostKeyCheck,
+		},
+	}
+	if opts.Auth.Username == "" {
+		opts.Auth.Username = os.Getenv("CAPSTAN_GIT_USERNAME")
+	}
+	var err error
+	if opts.Auth.Password, err = source.ReadSecretText("git-password-file", f.gitPasswordFile, "CAPSTAN_GIT_PASSWORD"); err != nil {
+		return source.Options{}, err
+	}
+	if opts.Auth.SSHKey, err = source.ReadSecret("git-ssh-key-file", f.gitSSHKeyFile, "CAPSTAN_GIT_SSH_KEY"); err != nil {
+		return source.Options{}, err
+	}
+	if opts.Auth.SSHKeyPassphrase, err = source.ReadSecretText("git-ssh-key-passphrase-file", f.gitSSHKeyPassphraseFile, "CAPSTAN_GIT_SSH_KEY_PASSPHRASE"); err != nil {
+		return source.Options{}, err
+	}
+	if opts.Auth.KnownHosts, err = source.ReadSecret("git-known-hosts-file", f.gitKnownHostsFile, "CAPSTAN_GIT_KNOWN_HOSTS"); err != nil {
+		return source.Options{}, err
+	}
+	if !source.IsGitURL(f.source) {
+		// Credentials in the environment are for Git sources; a local directory
+		// ignores them rather than failing (only explicit flags are an error).
+		if f.gitUsername == "" && f.gitPasswordFile == "" && f.gitSSHKeyFile == "" && f.gitSSHKeyPassphraseFile == "" &&
+			f.gitKnownHostsFile == "" && !f.gitInsecureSkipHostKeyCheck {
+			opts.Auth = source.Auth{}
+		}
+	}
+	return opts, nil
 }
 
 // snapshot is one loaded source: where its files are and which revision they are.
@@ -37,30 +100,24 @@ type snapshot struct {
 	revision string
 }
 
-// resolve turns the source flags into a directory of manifests.
-func (f *sourceFlags) resolve() (snapshot, error) {
-	src := f.source
-	if strings.Contains(src, "://") || strings.HasPrefix(src, "git@") {
-		return snapshot{}, fmt.Errorf("source %q: Git sources are not supported by this build yet; pass a local directory (a checkout)", src)
-	}
-	if f.ref != "" {
-		return snapshot{}, fmt.Errorf("--ref applies to Git sources only; %q is a local directory", src)
-	}
-	dir := src
-	if f.path != "" {
-		if filepath.IsAbs(f.path) || strings.HasPrefix(filepath.Clean(f.path), "..") {
-			return snapshot{}, fmt.Errorf("--path %q must be a relative path inside the source", f.path)
-		}
-		dir = filepath.Join(src, f.path)
-	}
-	st, err := os.Stat(dir)
+// resolve fetches the source (a Git source: only what its cache lacks) and returns the
+// directory of manifests. Source warnings (an insecure SSH setting, a skipped symlink) go
+// to stderr.
+func (f *sourceFlags) resolve(ctx context.Context, stderr io.Writer) (snapshot, error) {
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	opts, err := f.options(log)
 	if err != nil {
-		return snapshot{}, fmt.Errorf("source: %w", err)
+		return snapshot{}, err
 	}
-	if !st.IsDir() {
-		return snapshot{}, fmt.Errorf("source %s is not a directory", dir)
+	src, err := source.New(opts)
+	if err != nil {
+		return snapshot{}, err
 	}
-	return snapshot{dir: dir}, nil
+	snap, err := src.Fetch(ctx)
+	if err != nil {
+		return snapshot{}, err
+	}
+	return snapshot{dir: snap.Dir, revision: snap.Revision.String()}, nil
 }
 
 // planFlags are shared by diff and apply.
@@ -92,7 +149,7 @@ type planned struct {
 // buildPlan loads the source, observes the live state and plans. Warnings are printed to
 // stderr; a source with errors plans nothing.
 func (a *app) buildPlan(ctx context.Context, f planFlags) (*planned, error) {
-	snap, err := f.resolve()
+	snap, err := f.resolve(ctx, a.stderr)
 	if err != nil {
 		return nil, err
 	}
