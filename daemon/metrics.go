@@ -132,6 +132,15 @@ func (m *Metrics) APIRequest(api, method string, failed bool) {
 	}
 }
 
+// AddAPIRequests records n requests to api at once, for clients that only report totals
+// (the SLB sink's call counter).
+func (m *Metrics) AddAPIRequests(api, method string, n int) {
+	if m == nil || n <= 0 {
+		return
+	}
+	m.apiRequests.WithLabelValues(api, method).Add(float64(n))
+}
+
 func (m *Metrics) setLeader(leader bool) {
 	if m == nil {
 		return

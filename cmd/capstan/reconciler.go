@@ -36,16 +36,19 @@ type reconciler struct {
 	cli      *client.Client
 	base     *client.Client // owns the transport cli shares
 	sink     *swarmsink.Sink
+	// routes is the SLB stage (cmd/capstan/slb.go), kept across reconciles with its
+	// sink's caches; its sink is nil when no SLB is configured.
+	routes *routeStage
 	// leader reports whether this replica may still write (nil: always).
 	leader func() bool
 	// progress receives apply's progress lines (capstan run --once); nil discards.
 	progress io.Writer
 
 	// the desired state of the last revision loaded
-	revision string
-	desired  *resource.Set
-	warnings []string
-	routes   []daemon.RouteReport
+	revision     string
+	desired      *resource.Set
+	warnings     []string
+	routeReports []daemon.RouteReport
 }
 
 func (a *app) newReconciler(f runFlags, log *slog.Logger, m *daemon.Metrics) (*reconciler, error) {
@@ -58,9 +61,16 @@ func (a *app) newReconciler(f runFlags, log *slog.Logger, m *daemon.Metrics) (*r
 		return nil, err
 	}
 	instance := a.instanceName()
+	// The stage is made once, on an empty set: routes are dropped (or kept) per load.
+	routes, err := a.newRouteStage(f.slb, resource.NewSet())
+	if err != nil {
+		_ = cli.Close()
+		_ = base.Close()
+		return nil, err
+	}
 	return &reconciler{
 		instance: instance, flags: f, log: log, metrics: m, src: src,
-		cli: cli, base: base, sink: swarmsink.New(cli, instance),
+		cli: cli, base: base, sink: swarmsink.New(cli, instance), routes: routes,
 	}, nil
 }
 
@@ -112,14 +122,19 @@ func (r *reconciler) reconcile(ctx context.Context, req daemon.Request) (daemon.
 	if err := r.load(snap.Dir, rev); err != nil {
 		return daemon.Report{Revision: rev}, err
 	}
-	rep := daemon.Report{Revision: rev, Warnings: append([]string{}, r.warnings...), Routes: r.routes}
+	rep := daemon.Report{Revision: rev, Warnings: append([]string{}, r.warnings...), Routes: r.routeReports}
 
 	live, err := r.sink.Observe(ctx)
 	if err != nil {
 		return rep, fmt.Errorf("observe swarm: %w", err)
 	}
 	rep.Observed = true
-	plan, err := reconcile.BuildPlan(r.desired, live, reconcile.Options{
+	desired, err := r.expandRoutes(ctx, live)
+	if err != nil {
+		rep.Stacks = stackReports(r.desired, live, r.instance)
+		return rep, err
+	}
+	plan, err := reconcile.BuildPlan(desired, live, reconcile.Options{
 		Instance: r.instance, Revision: rev,
 		AllowMassDelete: r.flags.allowMassDelete, Adopt: r.flags.adopt,
 	})
@@ -128,6 +143,8 @@ func (r *reconciler) reconcile(ctx context.Context, req daemon.Request) (daemon.
 	if err != nil && !errors.As(err, &massDelete) {
 		return rep, fmt.Errorf("plan %s: %w", rev, err)
 	}
+	sinks := map[string]reconcile.Sink{r.sink.Name(): r.sink}
+	r.routes.finish(&plan, sinks)
 	rep.Plan = &plan
 	rep.Warnings = append(rep.Warnings, plan.Warnings...)
 	rep.Drift = daemon.DriftFromPlan(plan)
@@ -143,14 +160,39 @@ func (r *reconciler) reconcile(ctx context.Context, req daemon.Request) (daemon.
 	opts.StackDeps = plan.StackDeps
 	opts.Logger = r.log
 	opts.Progress = r.progress
-	g := &guardedSink{Sink: r.sink, status: r.sink, stop: req.Stop, leader: r.leader}
-	res, applyErr := reconcile.Apply(ctx, plan, map[string]reconcile.Sink{r.sink.Name(): g}, opts)
+	guarded := map[string]reconcile.Sink{}
+	for name, s := range sinks {
+		g := guardedSink{Sink: s, stop: req.Stop, leader: r.leader}
+		if st, ok := s.(reconcile.StatusReader); ok {
+			guarded[name] = &guardedStatusSink{guardedSink: g, status: st}
+		} else {
+			guarded[name] = &g
+		}
+	}
+	res, applyErr := reconcile.Apply(ctx, plan, guarded, opts)
 	rep.Result = &res
 	// Health after the apply, not before it.
 	if after, err := r.sink.Observe(ctx); err == nil {
 		rep.Stacks = stackReports(r.desired, after, r.instance)
 	}
 	return rep, applyErr
+}
+
+// expandRoutes turns the desired routes into SLB listeners and groups against the
+// observed swarm and adds SLB's live objects to live (routeStage.plan); it counts the SLB
+// calls in the metrics.
+func (r *reconciler) expandRoutes(ctx context.Context, live *resource.Set) (*resource.Set, error) {
+	if r.routes.sink == nil {
+		return r.desired, nil
+	}
+	before, _ := r.routes.sink.Stats()
+	desired, err := r.routes.plan(ctx, r.cli, r.sink, r.desired, live)
+	after, _ := r.routes.sink.Stats()
+	r.metrics.AddAPIRequests("slb", "call", int(after-before))
+	if err != nil {
+		return nil, fmt.Errorf("slb: %w", err)
+	}
+	return desired, nil
 }
 
 // sourceFailed words a source error for status: nothing was applied and the last good
@@ -186,23 +228,28 @@ func (r *reconciler) load(dir, rev string) error {
 	for _, w := range warnings {
 		r.log.Warn("source warning", "revision", rev, "warning", w)
 	}
-	r.routes = dropRouteResources(desired)
+	r.routeReports = routeReports(desired, r.routes.sink != nil)
+	if n := len(r.routeReports); n > 0 && r.routes.sink == nil {
+		r.log.Warn("SLB routes not reconciled: no SLB is configured (set ALIBABA_CLOUD_ACCESS_KEY_ID/_SECRET or --slb-endpoint; see docs/routes.md)",
+			"routes", n, "revision", rev)
+	}
 	r.revision, r.desired, r.warnings = rev, desired, warnings
 	return nil
 }
 
-// dropRouteResources removes SLB routes from desired and reports them as not reconciled.
-//
-// TODO(SLB sink): once plan.go wires the SLB sink, take the sink from the same place and
-// keep routes in the desired set (Reconciled: true).
-func dropRouteResources(desired *resource.Set) []daemon.RouteReport {
+// routeReports lists desired's routes for status. Without an SLB sink they are removed
+// from desired (planning them would promise what apply cannot do) and reported as not
+// reconciled.
+func routeReports(desired *resource.Set, reconciled bool) []daemon.RouteReport {
 	var out []daemon.RouteReport
 	for _, k := range desired.Keys() {
 		res := desired.Resources[k]
 		if k.Sink != resource.SinkSLB {
 			continue
 		}
-		delete(desired.Resources, k)
+		if !reconciled {
+			delete(desired.Resources, k)
+		}
 		if res.Route == nil {
 			continue
 		}
@@ -210,7 +257,7 @@ func dropRouteResources(desired *resource.Set) []daemon.RouteReport {
 		out = append(out, daemon.RouteReport{
 			Name: rt.Name, Key: k.String(), Stack: rt.Service.Stack, Service: rt.Service.ServiceName(),
 			TargetPort: rt.Service.TargetPort, LoadBalancer: rt.LoadBalancer.ID,
-			Listener: fmt.Sprintf("%s:%d", rt.Listener.Protocol, rt.Listener.Port),
+			Listener: fmt.Sprintf("%s:%d", rt.Listener.Protocol, rt.Listener.Port), Reconciled: reconciled,
 		})
 	}
 	return out
@@ -273,17 +320,22 @@ var (
 // loop is stopping or leadership is lost.
 type guardedSink struct {
 	reconcile.Sink
-	status reconcile.StatusReader
 	stop   <-chan struct{}
 	leader func() bool
 }
 
+// guardedStatusSink is a guardedSink whose sink reports service convergence (Swarm).
+type guardedStatusSink struct {
+	guardedSink
+	status reconcile.StatusReader
+}
+
 var (
 	_ reconcile.Sink         = (*guardedSink)(nil)
-	_ reconcile.StatusReader = (*guardedSink)(nil)
+	_ reconcile.StatusReader = (*guardedStatusSink)(nil)
 )
 
-func (g *guardedSink) refuse() error {
+func (g *guardedSink) Apply(ctx context.Context, c reconcile.Change) error {
 	select {
 	case <-g.stop:
 		return errStopping
@@ -292,19 +344,12 @@ func (g *guardedSink) refuse() error {
 	if g.leader != nil && !g.leader() {
 		return errNotLeader
 	}
-	return nil
-}
-
-func (g *guardedSink) Apply(ctx context.Context, c reconcile.Change) error {
-	if err := g.refuse(); err != nil {
-		return err
-	}
 	return g.Sink.Apply(ctx, c)
 }
 
 // ServiceStatus stops apply's convergence wait at shutdown: the rollout goes on in
 // Swarm, and the next capstan sees it.
-func (g *guardedSink) ServiceStatus(ctx context.Context, name string) (resource.ServiceStatus, error) {
+func (g *guardedStatusSink) ServiceStatus(ctx context.Context, name string) (resource.ServiceStatus, error) {
 	select {
 	case <-g.stop:
 		return resource.ServiceStatus{}, errStopping

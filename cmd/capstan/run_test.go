@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/capstan-dev/capstan/daemon"
 	"github.com/capstan-dev/capstan/resource"
+	"github.com/capstan-dev/capstan/sinks/slb/slbemu"
 	swarmsink "github.com/capstan-dev/capstan/sinks/swarm"
 )
 
@@ -450,5 +452,66 @@ func TestRunRecoversFromAnEngineOutage(t *testing.T) {
 	code, metrics := p.get("/metrics")
 	if code != http.StatusOK || !bytes.Contains(metrics, []byte(`capstan_api_errors_total{api="docker"}`)) || !bytes.Contains(metrics, []byte(`capstan_reconciles_total{result="transient"}`)) {
 		t.Errorf("/metrics does not count the outage")
+	}
+}
+
+// TestRunRoutesThroughSLB: the daemon reconciles routes through the SLB emulator, and
+// status shows them synced with their service's health.
+func TestRunRoutesThroughSLB(t *testing.T) {
+	e := newSwarmEnv(t, "runslb")
+	removeLease(t, e)
+	labelNode(t, e)
+	hostPort, listenPort := freePort(t), freePort(t)
+	emu := slbemu.New(slbemu.Config{
+		Credentials:         []slbemu.Credential{{AccessKeyID: slbTestAK, AccessKeySecret: slbTestSecret}},
+		LoadBalancers:       []slbemu.LoadBalancer{{ID: slbTestLB, Region: slbTestRegion}},
+		Forward:             true,
+		HealthCheckInterval: 100 * time.Millisecond,
+		HealthCheckTimeout:  time.Second,
+	})
+	if err := emu.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { emu.Close() })
+	t.Setenv(envAccessKeyID, slbTestAK)
+	t.Setenv(envAccessKeySecret, slbTestSecret)
+	e.write(map[string]string{
+		"stack.yaml":   stackDocWith(true, true),
+		"compose.yaml": strings.ReplaceAll(routedCompose, "HOSTPORT", fmt.Sprint(hostPort)),
+		"route.yaml":   strings.NewReplacer("LISTENPORT", fmt.Sprint(listenPort), "APIPORT", fmt.Sprint(freePort(t))).Replace(routeDoc),
+	})
+	p := startDaemon(t, "--instance", e.stack, "--source", e.dir, "--interval", "1h", "--slb-endpoint", emu.URL(), "--leader-elect=false")
+	st := p.waitFor("the routes to sync", func(st daemon.Status) bool {
+		if st.Phase != daemon.PhaseReady || len(st.Routes) != 2 {
+			return false
+		}
+		for _, r := range st.Routes {
+			if r.Sync != daemon.Synced || !r.Reconciled {
+				return false
+			}
+		}
+		return true
+	})
+	web := st.Routes[1]
+	if web.Name != "web" || web.Service != e.stack+"_web" || web.Listener != fmt.Sprintf("http:%d", listenPort) {
+		t.Errorf("route status %+v", web)
+	}
+	if body := getEventually(t, fmt.Sprintf("http://127.0.0.1:%d/license.txt", listenPort)); !strings.Contains(body, "through the SLB") {
+		t.Errorf("GET through the SLB answered %q", body)
+	}
+	_, metrics := p.get("/metrics")
+	if !bytes.Contains(metrics, []byte(`capstan_api_requests_total{api="slb",method="call"}`)) {
+		t.Error("/metrics does not count SLB calls")
+	}
+
+	// A reconcile with nothing to do writes nothing to SLB: touch a file.
+	emu.ResetCalls()
+	n := len(st.History)
+	e.write(map[string]string{"stack.yaml": stackDocWith(true, true)})
+	st = p.waitFor("the file-triggered reconcile", func(st daemon.Status) bool {
+		return len(st.History) > n && st.History[0].Trigger == "file" && st.Phase == daemon.PhaseReady
+	})
+	if w := emu.CountCalls(true); w != 0 || st.History[0].Applied != 0 {
+		t.Errorf("a reconcile of an unchanged source wrote to SLB %d times and applied %d changes", w, st.History[0].Applied)
 	}
 }
