@@ -141,13 +141,15 @@ func Down(ctx context.Context, logf func(format string, args ...any)) error {
 				errs = append(errs, err)
 			}
 		}
-		if _, err := os.Stat(n.netnsPath()); err == nil {
-			if err := run("ip", "netns", "del", n.netns()); err != nil {
+		// The veth first: deleting it is synchronous, while a deleted namespace takes its
+		// end of the pair down a moment later.
+		if linkExists(n.veth()) {
+			if err := run("ip", "link", "del", n.veth()); err != nil && linkExists(n.veth()) {
 				errs = append(errs, err)
 			}
 		}
-		if linkExists(n.veth()) {
-			if err := run("ip", "link", "del", n.veth()); err != nil {
+		if _, err := os.Stat(n.netnsPath()); err == nil {
+			if err := run("ip", "netns", "del", n.netns()); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -162,6 +164,11 @@ func Down(ctx context.Context, logf func(format string, args ...any)) error {
 	}
 	if err := os.RemoveAll(stateDir); err != nil {
 		errs = append(errs, err)
+	}
+	if len(errs) == 0 {
+		if left := Leftovers(); len(left) > 0 {
+			errs = append(errs, fmt.Errorf("still there after removal: %s", strings.Join(left, "; ")))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -388,4 +395,37 @@ func unescapeMount(s string) string {
 		b.WriteByte(s[i])
 	}
 	return filepath.Clean(b.String())
+}
+
+// Leftovers lists what of a cluster exists on the host: processes, namespaces, links,
+// directories, files and the DOCKER-USER rule. Empty after Down.
+func Leftovers() []string {
+	var out []string
+	for _, n := range layout {
+		if entries, err := os.ReadDir("/proc"); err == nil {
+			for _, e := range entries {
+				if pid, err := strconv.Atoi(e.Name()); err == nil && pid != os.Getpid() && alive(pid) && ownsProcess(n, pid) {
+					out = append(out, fmt.Sprintf("process %d of %s", pid, n.Name))
+				}
+			}
+		}
+		if linkExists(n.veth()) {
+			out = append(out, "link "+n.veth())
+		}
+		for _, p := range []string{n.netnsPath(), n.dataRoot(), n.execRoot(), n.pidFile(), n.socket()} {
+			if _, err := os.Lstat(p); err == nil {
+				out = append(out, p)
+			}
+		}
+	}
+	if linkExists(Bridge) {
+		out = append(out, "link "+Bridge)
+	}
+	if _, err := os.Lstat(stateDir); err == nil {
+		out = append(out, stateDir)
+	}
+	if dockerUserChain() && iptables(append([]string{"-C"}, forwardRule...)...) == nil {
+		out = append(out, "iptables rule "+strings.Join(forwardRule, " "))
+	}
+	return out
 }
