@@ -5,7 +5,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 FUZZTIME  ?= 3s
 
-.PHONY: all build test unit fuzz vet bench demo image clean
+.PHONY: all build test unit fuzz vet bench demo image clean test-cluster demo-cluster
 
 all: build
 
@@ -27,11 +27,20 @@ fuzz:
 
 test: vet unit fuzz
 
+# The three-node swarm tests (e2e/cluster): three dockerd in network namespaces, root only.
+test-cluster:
+	CAPSTAN_CLUSTER=1 $(GO) test -count=1 -timeout 15m -v ./e2e/cluster/...
+
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./manifests/
 
 demo: build
 	./hack/demo.sh
+
+# The examples on a three-node swarm on this machine (root); `hack/cluster.sh down` removes it.
+demo-cluster: build
+	hack/cluster.sh up
+	$(BIN)/capstan apply --docker-host unix:///run/docker-n1.sock --source examples
 
 # The capstan:dev image (Dockerfile): the static binary built here, the host's CA bundle,
 # FROM scratch, so no registry is needed.
