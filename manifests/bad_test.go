@@ -50,6 +50,23 @@ var badGenerators = map[string]func(t *testing.T, root, outside string){
 			t.Fatal(err)
 		}
 	},
+	"huge-compose-file": func(t *testing.T, root, _ string) {
+		// Over MaxFileSize (4 MiB): a compose file, and every kind of file a compose
+		// file makes capstan read. Each is refused by its size, all in one report.
+		big := func(name, head, line string) {
+			data := []byte(head + strings.Repeat(line, (5<<20)/len(line)))
+			if err := os.WriteFile(filepath.Join(root, name), data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.MkdirAll(filepath.Join(root, "big"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		big("big/docker-compose.yml", "services:\n  web:\n    image: web:1\n", "# padding padding padding padding padding\n")
+		big("refs/big.env", "", "PADDING=0123456789012345678901234567890123456789\n")
+		big("refs/blob.bin", "", "0123456789abcdef")
+		big("extends/base.yml", "services:\n  worker:\n    image: worker:1\n", "# padding padding padding padding padding\n")
+	},
 	"binary-yaml": func(t *testing.T, root, _ string) {
 		// A corrupted manifest: the header survived, the rest is binary.
 		corrupt := append([]byte("apiVersion: capstan.dev/v1alpha1\nkind: Stack\n"), 0x00, 0xff, 0xfe, 0x01, 0x02)

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -303,7 +304,7 @@ func (l *composeLoader) loadProject() *types.Project {
 	ctx := context.Background()
 	dict, err := loader.LoadModelWithContext(ctx, details, opts...)
 	if err != nil {
-		l.loadError(err)
+		l.refused(err, env)
 		return nil
 	}
 	if err := resolveComposePaths(dict, details.WorkingDir, []paths.RemoteResource{guard.Accept}); err != nil {
@@ -467,6 +468,23 @@ func (l *composeLoader) checkReadPaths(dict map[string]any) bool {
 			}
 		}
 	}
+	// Secret and config files are read by the conversion, which only runs when the
+	// rest loads; their size is checked now so that it is reported with the rest.
+	for _, section := range []string{"secrets", "configs"} {
+		objs, _ := dict[section].(map[string]any)
+		for _, key := range sortedComposeKeys(objs) {
+			m, _ := objs[key].(map[string]any)
+			p, _ := m["file"].(string)
+			if p == "" || !l.inside(p) {
+				continue // outside: the conversion says so
+			}
+			if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Size() > MaxFileSize {
+				file, line := l.locate(false, section, key)
+				l.errorf(file, line, "%s %q: cannot read file %s: %v", strings.TrimSuffix(section, "s"), key, composeRel(l.in.Root, p), composeTooLarge{st.Size()})
+				ok = false
+			}
+		}
+	}
 	return ok
 }
 
@@ -613,6 +631,7 @@ var (
 	composeErrParse       = regexp.MustCompile(`^failed to parse (.+?): (.*)$`)
 	composeErrService     = regexp.MustCompile(`services?[ .]"?([^" .:]+)"?`)
 	composeErrAddlProp    = regexp.MustCompile(`additional properties? '([^']+)'`)
+	composeErrQuoted      = regexp.MustCompile(`'([^']+)'`)
 	composeErrExtends     = regexp.MustCompile(`^extends file (\S+) is outside the source tree`)
 	composeErrExtendsSize = regexp.MustCompile(`^extends file (\S+): file is `)
 )
@@ -638,13 +657,31 @@ func (l *composeLoader) loadError(err error) {
 	case composeErrValidating.MatchString(msg):
 		m := composeErrValidating.FindStringSubmatch(msg)
 		path := strings.Split(m[2], ".")
-		if a := composeErrAddlProp.FindStringSubmatch(m[3]); a != nil {
-			path = append(path, a[1])
+		// The validator lists unknown attributes in map order: sort them, and point
+		// at the first.
+		var unknown []string
+		if composeErrAddlProp.MatchString(m[3]) {
+			for _, q := range composeErrQuoted.FindAllStringSubmatch(m[3], -1) {
+				unknown = append(unknown, q[1])
+			}
+			sort.Strings(unknown)
+			path = append(path, unknown[0])
 		}
 		file, line = l.locateIn(m[1], path...)
-		msg = m[2] + " " + m[3]
-		if m[3] == "false schema" && len(path) > 1 {
+		msg = m[2] + " " + composeTypeWords(m[3])
+		switch {
+		case m[3] == "false schema" && len(path) > 1:
 			msg = fmt.Sprintf("%s: unknown attribute %q; check its spelling against the Compose Specification", strings.Join(path[:len(path)-1], "."), path[len(path)-1])
+		case len(unknown) > 0:
+			var names []string
+			for _, u := range unknown {
+				names = append(names, strconv.Quote(u))
+			}
+			noun, its := "attribute", "its"
+			if len(names) > 1 {
+				noun, its = "attributes", "their"
+			}
+			msg = fmt.Sprintf("%s: unknown %s %s; check %s spelling against the Compose Specification", m[2], noun, strings.Join(names, ", "), its)
 		}
 	case composeErrInterp.MatchString(msg):
 		m := composeErrInterp.FindStringSubmatch(msg)
@@ -670,6 +707,47 @@ func (l *composeLoader) loadError(err error) {
 	l.errorf(file, line, "%s", msg)
 }
 
+// refused reports why compose-go refused the files: its own error, completed by
+// diagnose with every other mistake it can find. compose-go's problems that diagnose
+// found as well are reported once.
+func (l *composeLoader) refused(err error, env map[string]string) {
+	// compose-go's problems one by one, each knowing whether it is a schema violation.
+	type own struct {
+		p      Problem
+		schema bool
+	}
+	var owns []own
+	var split func(err error)
+	split = func(err error) {
+		if many, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range many.Unwrap() {
+				split(e)
+			}
+			return
+		}
+		before := len(l.probs)
+		l.loadError(err)
+		for _, p := range l.probs[before:] {
+			owns = append(owns, own{p, composeErrValidating.MatchString(l.cleanMessage(err.Error()))})
+		}
+		l.probs = l.probs[:before]
+	}
+	split(err)
+	diag := l.diagnose(env)
+	for _, o := range owns {
+		// diagnose words a violation as compose-go does, but where compose-go picked
+		// one of several alternatives it may name them all: the same place is the
+		// same violation.
+		if !slices.ContainsFunc(diag, func(d Problem) bool {
+			return d.File == o.p.File && (d.Message == o.p.Message || strings.HasSuffix(d.Message, ": "+o.p.Message) ||
+				o.schema && d.Line == o.p.Line && o.p.Line > 0)
+		}) {
+			l.probs = append(l.probs, o.p)
+		}
+	}
+	l.probs = append(l.probs, diag...)
+}
+
 // findText locates the first occurrence of text in the input files, for messages that
 // quote a value rather than name an attribute.
 func (l *composeLoader) findText(text string) (string, int) {
@@ -681,6 +759,35 @@ func (l *composeLoader) findText(text string) (string, int) {
 		}
 	}
 	return l.firstRel(), 0
+}
+
+var composeTypeWordsRE = regexp.MustCompile(`^must be a ([a-z]+(?:, [a-z]+)*(?: or [a-z]+)?)$`)
+
+// composeTypeWords rewords compose-go's "must be a integer or string" for YAML users:
+// "must be an integer or a string", lists and mappings by those names.
+func composeTypeWords(msg string) string {
+	m := composeTypeWordsRE.FindStringSubmatch(msg)
+	if m == nil {
+		return msg
+	}
+	words := map[string]string{"mapping": "a mapping", "object": "a mapping", "array": "a list", "string": "a string",
+		"integer": "an integer", "number": "a number", "boolean": "a boolean (true or false)", "null": "empty"}
+	var names []string
+	for _, n := range strings.FieldsFunc(strings.ReplaceAll(m[1], " or ", ", "), func(r rune) bool { return r == ',' || r == ' ' }) {
+		w, ok := words[n]
+		if !ok {
+			return msg
+		}
+		names = append(names, w)
+	}
+	if len(names) == 1 {
+		return "must be " + names[0]
+	}
+	// compose-go sorts the type names; "empty" reads better last.
+	if i := slices.Index(names, "empty"); i >= 0 {
+		names = append(slices.Delete(names, i, i+1), "empty")
+	}
+	return "must be " + strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }
 
 var composeCastRE = regexp.MustCompile(`^failed to cast to expected type: (?:strconv\.(\w+): parsing "(.*)": .*|invalid boolean: (.*))$`)

@@ -262,3 +262,26 @@ func TestComposeCacheKeepsOnlyWhatItMay(t *testing.T) {
 		resetComposeCache()
 	})
 }
+
+// TestLoadTreeWarmEqualsCold loads a generated tree twice through Load, whose stacks
+// load in parallel: the second time every stack comes from the cache, and the Set is the
+// same.
+func TestLoadTreeWarmEqualsCold(t *testing.T) {
+	root := t.TempDir()
+	writeBenchTree(t, root, 8, 3)
+	resetComposeCache()
+	cold, coldProbs := Load(root, Options{Revision: "main@sha1:1"})
+	if coldProbs.HasErrors() {
+		t.Fatal(coldProbs)
+	}
+	warm, warmProbs := Load(root, Options{Revision: "main@sha1:1"})
+	if hits, misses := composeCacheStats(); hits != 8 || misses != 8 {
+		t.Errorf("hits %d, misses %d; want 8 and 8", hits, misses)
+	}
+	if diff := cmp.Diff(cold, warm); diff != "" {
+		t.Errorf("warm Set differs (-cold +warm):\n%s", diff)
+	}
+	if diff := cmp.Diff(coldProbs, warmProbs); diff != "" {
+		t.Errorf("warm problems differ (-cold +warm):\n%s", diff)
+	}
+}

@@ -382,6 +382,15 @@ func (c *composeConverter) restartPolicy(s types.ServiceConfig, d *types.DeployC
 		if s.Restart != "" {
 			c.svcProblem(Warning, s.Name, []string{"restart"}, "restart is ignored: deploy.restart_policy is set")
 		}
+		switch swarm.RestartPolicyCondition(rp.Condition) {
+		case "", swarm.RestartPolicyConditionNone, swarm.RestartPolicyConditionOnFailure, swarm.RestartPolicyConditionAny:
+		default:
+			// docker stack deploy passes it on and the Engine refuses the service
+			// ("invalid RestartCondition"); better said before anything is applied.
+			c.svcProblem(Error, s.Name, []string{"deploy", "restart_policy", "condition"},
+				"deploy.restart_policy.condition %q is not a Swarm restart condition; use none, on-failure or any", rp.Condition)
+			return nil
+		}
 		return &swarm.RestartPolicy{
 			Condition:   swarm.RestartPolicyCondition(rp.Condition),
 			Delay:       composeDurationPtr(rp.Delay),

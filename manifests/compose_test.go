@@ -392,6 +392,63 @@ func TestLoadComposeErrors(t *testing.T) {
 			},
 		},
 		{
+			name: "every schema violation of a file",
+			files: map[string]string{"c.yml": "services:\n  web:\n    image: nginx\n    labels: 5\n    stop_grace_period: 10\n" +
+				"    ports:\n      - target: 80\n        published: [8080]\n  worker:\n    image: w\n    imagee: typo\n    deploy:\n      mode: replicated\n      endpoint_mode: [vip]\n"},
+			want: Problems{
+				{File: "c.yml", Line: 4, Severity: Error, Message: "services.web.labels must be a list or a mapping"},
+				{File: "c.yml", Line: 5, Severity: Error, Message: "services.web.stop_grace_period must be a string"},
+				{File: "c.yml", Line: 8, Severity: Error, Message: "services.web.ports.0.published must be an integer or a string"},
+				{File: "c.yml", Line: 11, Severity: Error, Message: `services.worker: unknown attribute "imagee"; check its spelling against the Compose Specification`},
+				{File: "c.yml", Line: 14, Severity: Error, Message: "services.worker.deploy.endpoint_mode must be a string"},
+			},
+		},
+		{
+			name: "violations in two files",
+			files: map[string]string{
+				"c.yml": "services:\n  web:\n    image: nginx\n    imagee: typo\n",
+				"o.yml": "services:\n  web:\n    stop_grace_period: 10\n    deploy:\n      replicas: ${N}\n",
+			},
+			order: []string{"c.yml", "o.yml"},
+			env:   map[string]string{"N": "two"},
+			want: Problems{
+				{File: "c.yml", Line: 4, Severity: Error, Message: `services.web: unknown attribute "imagee"; check its spelling against the Compose Specification`},
+				{File: "o.yml", Line: 3, Severity: Error, Message: "services.web.stop_grace_period must be a string"},
+				{File: "o.yml", Line: 5, Severity: Error, Message: `services.web.deploy.replicas: "two" is not an integer`},
+			},
+		},
+		{
+			name: "unknown attributes where the schema lists them",
+			files: map[string]string{"c.yml": "services:\n  web:\n    image: nginx\n    deploy:\n      resources:\n        limits:\n" +
+				"          memoryy: 1G\n          cpuss: 1\n"},
+			want: Problems{{File: "c.yml", Line: 8, Severity: Error,
+				Message: `services.web.deploy.resources.limits: unknown attributes "cpuss", "memoryy"; check their spelling against the Compose Specification`}},
+		},
+		{
+			name:  "malformed port, located at its item",
+			files: map[string]string{"c.yml": "services:\n  web:\n    image: nginx\n    ports:\n      - \"8080:80\"\n      - \"80:80:80\"\n"},
+			want:  Problems{{File: "c.yml", Line: 6, Severity: Error, Message: `services.web.ports.1: "80:80:80": Invalid ip address: 80`}},
+		},
+		{
+			name:  "restart condition Swarm does not know",
+			files: map[string]string{"c.yml": "services:\n  web:\n    image: nginx\n    deploy:\n      restart_policy:\n        condition: sometimes\n"},
+			want: Problems{{File: "c.yml", Line: 6, Severity: Error,
+				Message: `service "web": deploy.restart_policy.condition "sometimes" is not a Swarm restart condition; use none, on-failure or any`}},
+		},
+		{
+			name: "label_file and config file over the size capstan reads",
+			files: map[string]string{
+				"c.yml":    "services:\n  web:\n    image: nginx\n    label_file: [ok.txt, big.txt]\n    configs: [conf]\nconfigs:\n  conf:\n    file: big.json\n",
+				"ok.txt":   "a=b\n",
+				"big.txt":  strings.Repeat("a=b\n", (5<<20)/4),
+				"big.json": strings.Repeat(" ", 5<<20),
+			},
+			want: Problems{
+				{File: "c.yml", Line: 4, Severity: Error, Message: `service "web": label_file big.txt: file is 5.0 MiB; capstan reads files of at most 4.0 MiB`},
+				{File: "c.yml", Line: 7, Severity: Error, Message: `config "conf": cannot read file big.json: file is 5.0 MiB; capstan reads files of at most 4.0 MiB`},
+			},
+		},
+		{
 			name:  "undefined network",
 			files: map[string]string{"c.yml": "services:\n  web:\n    image: nginx\n    networks: [nope]\n"},
 			want:  Problems{{File: "c.yml", Line: 2, Severity: Error, Message: `service "web" refers to undefined network nope`}},
