@@ -21,6 +21,7 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/client"
 
 	"github.com/capstan-dev/capstan/daemon"
 	"github.com/capstan-dev/capstan/resource"
@@ -81,7 +82,7 @@ func TestRunOnceStallsOnBadManifests(t *testing.T) {
 
 // daemonProc is one `capstan run` running in-process.
 type daemonProc struct {
-	t      *testing.T
+	t      testing.TB
 	url    string
 	cancel context.CancelFunc
 	done   chan int
@@ -110,7 +111,7 @@ var listenMu sync.Mutex
 
 // startDaemon runs capstan run with args plus --listen 127.0.0.1:0 until the test ends
 // (or stop), and returns once it listens.
-func startDaemon(t *testing.T, args ...string) *daemonProc {
+func startDaemon(t testing.TB, args ...string) *daemonProc {
 	t.Helper()
 	listenMu.Lock()
 	addrc := make(chan net.Addr, 1)
@@ -185,11 +186,11 @@ func (p *daemonProc) waitFor(what string, cond func(daemon.Status) bool) daemon.
 	}
 }
 
-func removeLease(t *testing.T, e *swarmEnv) {
+func removeLease(t testing.TB, cli *client.Client, instance string) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if err := e.cli.ConfigRemove(ctx, swarmsink.LeaseName(e.stack)); err != nil && !cerrdefs.IsNotFound(err) {
+		if err := cli.ConfigRemove(ctx, swarmsink.LeaseName(instance)); err != nil && !cerrdefs.IsNotFound(err) {
 			t.Errorf("remove lease: %v", err)
 		}
 	})
@@ -211,7 +212,7 @@ func synced(stack string, desired uint64) func(daemon.Status) bool {
 
 func TestRunServesTheAPI(t *testing.T) {
 	e := newSwarmEnv(t, "daemon")
-	removeLease(t, e)
+	removeLease(t, e.cli, e.stack)
 	e.write(runStack("1"))
 	token := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(token, []byte("t0ken\n"), 0o600); err != nil {
@@ -347,7 +348,7 @@ func dumpDOM(t *testing.T, url string) string {
 // over and applies the next change.
 func TestRunLeaderElection(t *testing.T) {
 	e := newSwarmEnv(t, "ha")
-	removeLease(t, e)
+	removeLease(t, e.cli, e.stack)
 	e.write(runStack("1"))
 	args := []string{"--instance", e.stack, "--source", e.dir, "--watch-interval", "200ms", "--lease-duration", "3s"}
 	a := startDaemon(t, append(args, "--interval", "1h")...)
@@ -393,9 +394,11 @@ func TestRunLeaderElection(t *testing.T) {
 type faultProxy struct {
 	srv  *httptest.Server
 	down atomic.Bool
+	// onWrite, when set before traffic starts, sees every request that is not a read.
+	onWrite func(*http.Request)
 }
 
-func newFaultProxy(t *testing.T) *faultProxy {
+func newFaultProxy(t testing.TB) *faultProxy {
 	t.Helper()
 	host := os.Getenv("DOCKER_HOST")
 	if host == "" {
@@ -416,6 +419,9 @@ func newFaultProxy(t *testing.T) *faultProxy {
 			http.Error(w, "engine restarting", http.StatusServiceUnavailable)
 			return
 		}
+		if p.onWrite != nil && r.Method != http.MethodGet && r.Method != http.MethodHead {
+			p.onWrite(r)
+		}
 		rp.ServeHTTP(w, r)
 	}))
 	t.Cleanup(p.srv.Close)
@@ -428,7 +434,7 @@ func (p *faultProxy) host() string { return "tcp://" + p.srv.Listener.Addr().Str
 // transient error, backs off and recovers by itself once the engine is back.
 func TestRunRecoversFromAnEngineOutage(t *testing.T) {
 	e := newSwarmEnv(t, "outage")
-	removeLease(t, e)
+	removeLease(t, e.cli, e.stack)
 	e.write(runStack("1"))
 	proxy := newFaultProxy(t)
 	p := startDaemon(t, "--docker-host", proxy.host(), "--instance", e.stack, "--source", e.dir,
@@ -459,7 +465,7 @@ func TestRunRecoversFromAnEngineOutage(t *testing.T) {
 // status shows them synced with their service's health.
 func TestRunRoutesThroughSLB(t *testing.T) {
 	e := newSwarmEnv(t, "runslb")
-	removeLease(t, e)
+	removeLease(t, e.cli, e.stack)
 	labelNode(t, e)
 	hostPort, listenPort := freePort(t), freePort(t)
 	emu := slbemu.New(slbemu.Config{
