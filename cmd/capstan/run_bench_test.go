@@ -178,10 +178,11 @@ func waitStatus(tb testing.TB, url string, limit time.Duration, cond func(daemon
 //
 //   - reaction-ms: webhook sent → capstan's first write to the engine (the webhook,
 //     fetching the commit, loading it, observing, planning) — capstan's own share;
+//
 //   - total-ms: webhook sent → reconcile finished, the service rolled out (Swarm's
 //     rolling update included; capstan notices convergence within its 500 ms poll).
 //
-//	go test ./cmd/capstan/ -run '^$' -bench WebhookToConverged -benchtime 5x
+//     go test ./cmd/capstan/ -run '^$' -bench WebhookToConverged -benchtime 5x
 func BenchmarkWebhookToConverged(b *testing.B) {
 	cli, _ := dockertest.Client(b)
 	dockertest.Image(b)
