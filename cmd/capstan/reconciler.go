@@ -74,14 +74,16 @@ func (a *app) newReconciler(f runFlags, log *slog.Logger, m *daemon.Metrics) (*r
 	}, nil
 }
 
-// runSource opens the source the flags name.
-//
-// TODO(source flags): Git credentials (--git-password-file, SSH keys...) are registered
-// by the Git source's flags in plan.go; pass them here through the shared
-// flags-to-source.Options helper once it exists. Until then a Git source is read with
-// the credentials its URL or environment carries.
+// runSource opens the source the flags name, with the credentials of the shared source
+// flags (--git-*, CAPSTAN_GIT_*, their *_FILE variants). It is opened once: the Git cache
+// and what the source remembers (the last commit, for force-push detection) live as long
+// as the daemon.
 func runSource(f runFlags, log *slog.Logger) (source.Source, error) {
-	src, err := source.New(source.Options{Source: f.source, Ref: f.ref, Path: f.path, Logger: log})
+	opts, err := f.sourceFlags.options(log)
+	if err != nil {
+		return nil, err
+	}
+	src, err := source.New(opts)
 	if err != nil {
 		return nil, fmt.Errorf("source: %w", err)
 	}
