@@ -21,6 +21,7 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/client"
 
 	"github.com/capstan-dev/capstan/daemon"
@@ -520,4 +521,94 @@ func TestRunRoutesThroughSLB(t *testing.T) {
 	if w := emu.CountCalls(true); w != 0 || st.History[0].Applied != 0 {
 		t.Errorf("a reconcile of an unchanged source wrote to SLB %d times and applied %d changes", w, st.History[0].Applied)
 	}
+}
+
+// notifications is an httptest receiver on 127.0.0.1 collecting generic events.
+func notifications(t *testing.T) (string, <-chan daemon.Event) {
+	t.Helper()
+	events := make(chan daemon.Event, 32)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var ev daemon.Event
+		if err := json.NewDecoder(r.Body).Decode(&ev); err != nil {
+			t.Errorf("notification body: %v", err)
+		}
+		events <- ev
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL + "/hook", events
+}
+
+func nextEvent(t *testing.T, events <-chan daemon.Event, kind daemon.EventKind) daemon.Event {
+	t.Helper()
+	timeout := time.After(2 * time.Minute)
+	for {
+		select {
+		case ev := <-events:
+			if ev.Kind == kind {
+				return ev
+			}
+		case <-timeout:
+			t.Fatalf("no %s notification", kind)
+		}
+	}
+}
+
+// TestRunReportsDriftAndFailures: a hand edit is reported (status, metrics, a
+// notification) without being reverted when selfHeal is off; a bad commit stalls the loop
+// with the last good revision kept and a notification; the fix recovers, reverts the
+// drift (selfHeal on) and says so.
+func TestRunReportsDriftAndFailures(t *testing.T) {
+	e := newSwarmEnv(t, "drift")
+	removeLease(t, e.cli, e.stack)
+	files := runStack("1")
+	files["stacks/app/stack.yaml"] = stackDocWith(true, false)
+	e.write(files)
+	url, events := notifications(t)
+	p := startDaemon(t, "--instance", e.stack, "--source", e.dir, "--interval", "2s", "--watch-interval", "200ms",
+		"--notify-url", url, "--leader-elect=false")
+	good := p.waitFor("the first reconcile", synced(e.stack, 1)).Revision
+
+	// A hand edit: scale web to 2 behind capstan's back.
+	svc := e.service("web")
+	two := uint64(2)
+	svc.Spec.Mode.Replicated.Replicas = &two
+	if _, err := e.cli.ServiceUpdate(t.Context(), svc.ID, svc.Version, svc.Spec, swarm.ServiceUpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	st := p.waitFor("the drift", func(st daemon.Status) bool { return len(st.Drift) == 1 })
+	d := st.Drift[0]
+	if d.Key != "swarm/service/"+e.stack+"_web" || d.Reverted || len(d.Diff) != 1 || d.Diff[0].Path != "Mode.Replicated.Replicas" ||
+		d.Diff[0].Before != "2" || d.Diff[0].After != "1" {
+		t.Errorf("drift %+v, want web's replicas, live 2 against Git's 1, reported only", d)
+	}
+	if st.Stacks[0].Sync != daemon.OutOfSync {
+		t.Errorf("stack with reported drift: %s, want OutOfSync", st.Stacks[0].Sync)
+	}
+	ev := nextEvent(t, events, daemon.EventDrift)
+	if len(ev.Drift) != 1 || ev.Drift[0].Key != d.Key {
+		t.Errorf("drift notification %+v", ev)
+	}
+	if _, m := p.get("/metrics"); !bytes.Contains(m, []byte(`capstan_drift_objects{stack="`+e.stack+`"} 1`)) {
+		t.Error("/metrics does not count the drift")
+	}
+
+	// A bad commit: stalled, nothing applied, the last good revision stays.
+	e.write(map[string]string{"stacks/app/compose.yaml": "services:\n  web:\n    image: capstan-testapp:dev\n    replicas_typo: 2\n"})
+	st = p.waitFor("the stall", func(st daemon.Status) bool { return st.Phase == daemon.PhaseStalled })
+	if st.Revision != good || st.SourceRevision == good || st.LastError == nil || !strings.Contains(st.LastError.Message, "replicas_typo") {
+		t.Errorf("stalled: revision %q (want %q kept), source revision %q, error %+v", st.Revision, good, st.SourceRevision, st.LastError)
+	}
+	if ev := nextEvent(t, events, daemon.EventSyncFailed); ev.Class != daemon.Stalled || !strings.Contains(ev.Message, "replicas_typo") {
+		t.Errorf("failure notification %+v", ev)
+	}
+	if n := *e.service("web").Spec.Mode.Replicated.Replicas; n != 2 {
+		t.Errorf("a bad commit changed web: %d replicas", n)
+	}
+
+	// The fix, with selfHeal on: recovered, and the drift reverted.
+	files["stacks/app/stack.yaml"] = stackDocWith(true, true)
+	e.write(files)
+	p.waitFor("the recovery", synced(e.stack, 1))
+	nextEvent(t, events, daemon.EventRecovered)
 }
