@@ -113,8 +113,17 @@ func TestGitFetchPollAndIncrementalUpdate(t *testing.T) {
 	if got := readFile(t, snap.Dir, "web/compose.yaml"); got != composeYAML("2") {
 		t.Errorf("previous snapshot changed: %q", got)
 	}
-	if fi, err := os.Stat(filepath.Join(snap3.Dir, "web/scripts/run.sh")); err != nil || fi.Mode()&0o100 == 0 && false {
-		t.Errorf("nested file missing: %v", err)
+	// Unchanged files are the previous checkout's, linked; the changed one is new.
+	same := func(name string) bool {
+		a, err1 := os.Stat(filepath.Join(snap.Dir, name))
+		b, err2 := os.Stat(filepath.Join(snap3.Dir, name))
+		return err1 == nil && err2 == nil && os.SameFile(a, b)
+	}
+	if !same("web/capstan.yaml") || !same("web/scripts/run.sh") {
+		t.Errorf("unchanged files were written again instead of linked")
+	}
+	if same("web/compose.yaml") {
+		t.Errorf("the changed file is shared with the previous checkout")
 	}
 }
 

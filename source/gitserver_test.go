@@ -36,7 +36,9 @@ func TestMain(m *testing.M) {
 	os.Unsetenv("SSH_KNOWN_HOSTS")
 	// gitkit logs every request through the standard logger.
 	log.SetOutput(io.Discard)
-	os.Exit(m.Run())
+	code := m.Run()
+	runBenchCleanup()
+	os.Exit(code)
 }
 
 // gitServer is a gittestserver with a counter in front of its HTTP handler.
@@ -55,7 +57,13 @@ func withAuth(user, pass string) serverOpt {
 
 func newGitServer(t testing.TB, opts ...serverOpt) *gitServer {
 	t.Helper()
-	gs := gittestserver.NewGitServer(t.TempDir()).AutoCreate()
+	return newGitServerAt(t, t.TempDir(), opts...)
+}
+
+// newGitServerAt serves the repositories under root.
+func newGitServerAt(t testing.TB, root string, opts ...serverOpt) *gitServer {
+	t.Helper()
+	gs := gittestserver.NewGitServer(root).AutoCreate()
 	for _, o := range opts {
 		o(gs)
 	}
