@@ -259,6 +259,7 @@ func (l *Loop) setPhase(p Phase, msg string) {
 func (l *Loop) reconcile(ctx context.Context, trigger string) (Class, error) {
 	role, _ := l.role()
 	apply := role == Leader
+	l.cfg.Metrics.setLeader(apply)
 	l.setPhase(PhaseReconciling, "reconciling ("+trigger+")")
 
 	// The reconcile's context outlives ctx by ShutdownGrace: a write in flight finishes.

@@ -72,10 +72,12 @@ type Status struct {
 	Stacks            []StackStatus `json:"stacks"`
 	Routes            []RouteStatus `json:"routes"`
 	// Drift is every drifted object at the last observe (also listed per stack).
-	Drift    []Drift        `json:"drift"`
-	Warnings []string       `json:"warnings"`
-	LastPlan *PlanStatus    `json:"lastPlan,omitempty"`
-	History  []HistoryEntry `json:"history"`
+	Drift    []Drift     `json:"drift"`
+	Warnings []string    `json:"warnings"`
+	LastPlan *PlanStatus `json:"lastPlan,omitempty"`
+	// LastChanges is the most recent plan that had changes (LastPlan, when it had).
+	LastChanges *PlanStatus    `json:"lastChanges,omitempty"`
+	History     []HistoryEntry `json:"history"`
 }
 
 // ErrorStatus is the last reconcile error.
@@ -217,6 +219,9 @@ func (s *state) applyReport(now time.Time, rep Report, err error, class Class, a
 	}
 	if rep.Plan != nil {
 		st.LastPlan = planStatus(now, *rep.Plan, rep.Result, applied)
+		if len(st.LastPlan.Changes) > 0 {
+			st.LastChanges = st.LastPlan
+		}
 	}
 	if rep.Observed && rep.Plan != nil {
 		s.applyStacks(now, rep)
