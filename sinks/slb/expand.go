@@ -107,6 +107,7 @@ func Expand(desired *resource.Set, in ExpandInput) ([]string, error) {
 			}
 		}
 	}
+	warnings = append(warnings, unavailableBackends(in.Nodes)...)
 	for _, n := range sortedKeys(unlabelled) {
 		node := nodeByID(in.Nodes, n)
 		warnings = append(warnings, fmt.Sprintf("node %s (%s) has no label %s, so it is not an SLB backend of route(s) %s; label it: docker node update --label-add %s=<ECS instance ID> %s",
@@ -146,6 +147,25 @@ func roleText(b resource.Backends) string {
 		ls = append(ls, k+"="+b.NodeLabels[k])
 	}
 	return role + ", node labels " + strings.Join(ls, ",")
+}
+
+// unavailableBackends says which labelled nodes are left out of every VServer group
+// because Swarm reports them down or not active, so a plan that drops their backends
+// says why instead of looking like a source change.
+func unavailableBackends(nodes []Node) []string {
+	var out []string
+	for _, n := range nodes {
+		ecs := strings.TrimSpace(n.Labels[resource.LabelECSInstanceID])
+		if ecs == "" {
+			continue
+		}
+		if n.State != string(swarm.NodeStateReady) {
+			out = append(out, fmt.Sprintf("node %s (%s, %s) is %s: it is not an SLB backend until it is ready again", n.Hostname, n.ID, ecs, n.State))
+		} else if n.Availability != string(swarm.NodeAvailabilityActive) {
+			out = append(out, fmt.Sprintf("node %s (%s, %s) is %s: it is not an SLB backend until it is active again", n.Hostname, n.ID, ecs, n.Availability))
+		}
+	}
+	return out
 }
 
 func nodeByID(nodes []Node, id string) Node {

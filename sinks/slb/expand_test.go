@@ -72,8 +72,19 @@ func TestExpandSelectsNodes(t *testing.T) {
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("members (-want +got):\n%s", diff)
 			}
-			if len(tc.want) == 0 && !strings.Contains(strings.Join(warnings, "\n"), "no Swarm node qualifies") {
+			text := strings.Join(warnings, "\n")
+			if len(tc.want) == 0 && !strings.Contains(text, "no Swarm node qualifies") {
 				t.Errorf("no warning about an empty group: %q", warnings)
+			}
+			for _, want := range []string{
+				"node drained (id-drained, i-drained) is drain: it is not an SLB backend until it is active again",
+				"node paused (id-paused, i-paused) is pause: it is not an SLB backend until it is active again",
+				"node down (id-down, i-down) is down: it is not an SLB backend until it is ready again",
+				"node gone (id-gone, i-gone) is disconnected: it is not an SLB backend until it is ready again",
+			} {
+				if !strings.Contains(text, want) {
+					t.Errorf("warnings lack %q:\n%s", want, text)
+				}
 			}
 		})
 	}
