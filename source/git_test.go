@@ -4,13 +4,13 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/storer"
 )
 
 const stackYAML = "apiVersion: capstan.dev/v1alpha1\nkind: Stack\nmetadata:\n  name: web\nspec:\n  compose: [compose.yaml]\n"
@@ -171,8 +171,6 @@ func TestGitExecutableBitAndSymlinks(t *testing.T) {
 		t.Errorf("skipped symlinks were not logged:\n%s", logs.String())
 	}
 }
-
-var _ = storer.ErrStop
 
 func TestGitForcePushIsRefused(t *testing.T) {
 	srv := newGitServer(t)
@@ -435,5 +433,64 @@ func TestGitConcurrentFetches(t *testing.T) {
 	}
 	if n := srv.count("/git-upload-pack"); n != 1 {
 		t.Errorf("six concurrent fetches of one commit made %d upload-pack requests, want 1", n)
+	}
+}
+
+func TestGitCacheStaysCompactAndValid(t *testing.T) {
+	srv := newGitServer(t)
+	up := newUpstream(t, srv.url("r.git"), nil)
+	up.commit("a", map[string]string{"compose.yaml": composeYAML("0"), "other.txt": "x"})
+	up.pushMain()
+	s := newSource(t, Options{Source: srv.url("r.git"), Ref: "main"})
+	mustFetch(t, s)
+	var last plumbing.Hash
+	for i := range maxPacks + 4 {
+		last = up.commit("next", map[string]string{"compose.yaml": composeYAML(string(rune('a' + i)))})
+		up.pushMain()
+		if got := mustFetch(t, s).Revision.Commit(); got != last.String() {
+			t.Fatalf("update %d: fetched %s, want %s", i, got, last)
+		}
+	}
+	repoDir := filepath.Join(s.(*Git).CacheDir(), "repo")
+	packs, _ := filepath.Glob(filepath.Join(repoDir, "objects", "pack", "*.pack"))
+	if len(packs) > maxPacks {
+		t.Errorf("%d pack files after %d updates, want at most %d", len(packs), maxPacks+4, maxPacks)
+	}
+	checkouts, _ := os.ReadDir(filepath.Join(s.(*Git).CacheDir(), "checkouts"))
+	if len(checkouts) != keepCheckouts {
+		t.Errorf("%d checkouts kept, want %d", len(checkouts), keepCheckouts)
+	}
+	// The cache is a repository git itself accepts, with the URL and no more in its
+	// config.
+	if _, err := exec.LookPath("git"); err == nil {
+		if out, err := exec.Command("git", "-C", repoDir, "fsck", "--no-dangling").CombinedOutput(); err != nil {
+			t.Errorf("git fsck on the cache: %v\n%s", err, out)
+		}
+	}
+	cfg, err := os.ReadFile(filepath.Join(repoDir, "config"))
+	if err != nil || !strings.Contains(string(cfg), srv.url("r.git")) {
+		t.Errorf("cache config does not name the remote: %s %v", cfg, err)
+	}
+}
+
+func TestGitFileURL(t *testing.T) {
+	if _, err := exec.LookPath("git-upload-pack"); err != nil {
+		if _, err := exec.LookPath("git"); err != nil {
+			t.Skip("file:// runs git-upload-pack, and git is not installed")
+		}
+	}
+	srv := newGitServer(t)
+	up := newUpstream(t, srv.url("r.git"), nil)
+	h := up.commit("a", map[string]string{"deploy/compose.yaml": composeYAML("1")})
+	up.pushMain()
+	s := newSource(t, Options{Source: "file://" + filepath.Join(srv.Root(), "r.git"), Ref: "main", Path: "deploy"})
+	snap := mustFetch(t, s)
+	if snap.Revision.Commit() != h.String() || readFile(t, snap.Dir, "compose.yaml") != composeYAML("1") {
+		t.Errorf("file:// fetch: %+v", snap)
+	}
+	h2 := up.commit("b", map[string]string{"deploy/compose.yaml": composeYAML("2")})
+	up.pushMain()
+	if got := mustFetch(t, s).Revision.Commit(); got != h2.String() {
+		t.Errorf("file:// update: %s, want %s", got, h2)
 	}
 }
