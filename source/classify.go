@@ -3,6 +3,7 @@ package source
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"strings"
@@ -53,12 +54,23 @@ func (g *Git) classify(err error) error {
 	case isNetError(err):
 		return fail(ErrUnreachable, "check that the server is up and reachable from this host")
 	}
-	return &Error{Kind: errUnknown, Source: g.url, Ref: g.ref, Err: err}
+	// Not an *Error: a failure capstan cannot place is treated as transient by callers.
+	return fmt.Errorf("source %s%s: fetch failed: %w", g.url, refSuffix(g.ref), causeError{err})
 }
 
-// errUnknown is the kind of failures that fit no other; it is not exported because
-// nobody should branch on it.
-var errUnknown = errors.New("fetch failed")
+func refSuffix(ref string) string {
+	if ref == "" {
+		return ""
+	}
+	return " (ref " + ref + ")"
+}
+
+// causeError shows an underlying error the way *Error does (shortened, URL userinfo
+// masked) and still unwraps to it.
+type causeError struct{ err error }
+
+func (c causeError) Error() string { return causeText(c.err) }
+func (c causeError) Unwrap() error { return c.err }
 
 func (g *Git) isSSH() bool {
 	return strings.HasPrefix(g.url, "ssh://") || scpLike.MatchString(g.url)

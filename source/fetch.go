@@ -111,8 +111,7 @@ func (g *Git) fetchPack(ctx context.Context, repo *git.Repository, c *conn, want
 	}
 	if depth > 0 || len(shallows) > 0 {
 		if !c.adv.Capabilities.Supports(capability.Shallow) {
-			return &Error{Kind: errUnknown, Source: g.url, Ref: g.ref,
-				Detail: "the server does not support shallow fetches", Hint: "use full history (Options.FullHistory)"}
+			return fmt.Errorf("source %s: the server does not support shallow fetches", g.url)
 		}
 		_ = req.Capabilities.Set(capability.Shallow)
 	}
