@@ -131,6 +131,11 @@ func (a *applier) run() (Result, error) {
 		if c.Action == NoOp {
 			continue
 		}
+		if err := a.ctx.Err(); err != nil {
+			// Cancelled (SIGTERM, a lost lease): start nothing more.
+			a.record(c, Skipped, fmt.Errorf("not applied: %w", err))
+			continue
+		}
 		stack := changeStack(c)
 		// Before touching a stack, the stacks it depends on must have converged.
 		for _, dep := range a.dependencies(stack) {

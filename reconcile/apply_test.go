@@ -195,3 +195,22 @@ func TestApplyWithoutSinkIsReported(t *testing.T) {
 		t.Errorf("outcome %s, output %q", res.Changes[0].Outcome, out.String())
 	}
 }
+
+func TestApplyStopsStartingChangesWhenCancelled(t *testing.T) {
+	sink := &recordingSink{}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	plan := Plan{Changes: []Change{netChange(Create, "s", "s_default"), svcChange(Create, "s", "s_web")}}
+	res, err := Apply(ctx, plan, map[string]Sink{"swarm": sink}, fastOptions())
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("error = %v, want context.Canceled", err)
+	}
+	if len(sink.applied) != 0 {
+		t.Errorf("a cancelled apply still wrote: %v", sink.applied)
+	}
+	for _, r := range res.Changes {
+		if r.Outcome != Skipped {
+			t.Errorf("%s: outcome %s, want skipped", r.Change.Key, r.Outcome)
+		}
+	}
+}
