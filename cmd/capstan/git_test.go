@@ -5,6 +5,9 @@ import (
 	"io"
 	"log"
 	"net/http"
+	"os"
+	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +22,7 @@ import (
 	"github.com/go-git/go-git/v5/storage/memory"
 
 	"github.com/capstan-dev/capstan/resource"
+	"github.com/capstan-dev/capstan/source"
 )
 
 // TestDiffAndApplyFromGit runs diff and apply against a Git server on 127.0.0.1 and
@@ -205,4 +209,52 @@ func (p *pushRepo) commitAndPush(files map[string]string) plumbing.Hash {
 		p.t.Fatal(err)
 	}
 	return h
+}
+
+// TestSourceFlagsOptions checks where each credential comes from; it needs no engine.
+func TestSourceFlagsOptions(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	token := write("token", "tok-from-file\n")
+	key := write("key", "-----BEGIN OPENSSH PRIVATE KEY-----\n...\n")
+	t.Setenv("CAPSTAN_GIT_USERNAME", "env-user")
+	t.Setenv("CAPSTAN_GIT_SSH_KEY_PASSPHRASE_FILE", write("pass", "from-env-file\n"))
+	t.Setenv("CAPSTAN_GIT_KNOWN_HOSTS", "github.com ssh-ed25519 AAAA")
+
+	f := sourceFlags{source: "https://git.example.com/r.git", gitPasswordFile: token, gitSSHKeyFile: key, cacheDir: dir, gitAllowRewrite: true}
+	opts, err := f.options(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := opts.Auth
+	if a.Username != "env-user" || a.Password != "tok-from-file" || !strings.HasPrefix(string(a.SSHKey), "-----BEGIN") ||
+		a.SSHKeyPassphrase != "from-env-file" || string(a.KnownHosts) != "github.com ssh-ed25519 AAAA" ||
+		opts.CacheDir != dir || !opts.AllowRewrite {
+		t.Errorf("options = %+v (auth %v)", opts, a)
+	}
+
+	// A directory source ignores credentials from the environment...
+	local := sourceFlags{source: dir}
+	if opts, err := local.options(nil); err != nil || !reflect.DeepEqual(opts.Auth, source.Auth{}) {
+		t.Errorf("local source: auth %v, %v; want none", opts.Auth, err)
+	}
+	// ...but explicit flags with a directory are a mistake worth an error.
+	out, errOut, code := runCapstan(t, "diff", "--source", dir, "--git-password-file", token)
+	if code != 1 || !strings.Contains(errOut, "local directory") {
+		t.Errorf("directory with --git-password-file: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if strings.Contains(out+errOut, "tok-from-file") {
+		t.Errorf("the token was printed")
+	}
+	t.Setenv("CAPSTAN_GIT_PASSWORD", "x")
+	t.Setenv("CAPSTAN_GIT_PASSWORD_FILE", token)
+	if _, err := (&sourceFlags{source: "https://git.example.com/r.git"}).options(nil); err == nil {
+		t.Errorf("CAPSTAN_GIT_PASSWORD and CAPSTAN_GIT_PASSWORD_FILE both set: no error")
+	}
 }
