@@ -50,11 +50,11 @@ func (c *conn) close() { _ = c.sess.Close() }
 func (g *Git) connect(ctx context.Context) (*conn, error) {
 	ep, err := transport.NewEndpoint(g.url)
 	if err != nil {
-		return nil, fmt.Errorf("git %s: %w", g.url, err)
+		return nil, fmt.Errorf("source %s: %w", g.url, err)
 	}
 	cl, err := client.NewClient(ep)
 	if err != nil {
-		return nil, fmt.Errorf("git %s: %w", g.url, err)
+		return nil, fmt.Errorf("source %s: %w", g.url, err)
 	}
 	sess, err := cl.NewUploadPackSession(ep, g.auth)
 	if err != nil {

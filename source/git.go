@@ -188,7 +188,7 @@ func (g *Git) Fetch(ctx context.Context) (Snapshot, error) {
 
 	dir, err := g.checkout(repo, commit)
 	if err != nil {
-		return Snapshot{}, fmt.Errorf("git %s: checkout %s: %w", g.url, rev, err)
+		return Snapshot{}, fmt.Errorf("source %s: checkout %s: %w", g.url, rev, err)
 	}
 	if fetched {
 		// After the checkout: compaction deletes the pack files this repo value read.
@@ -302,7 +302,7 @@ func (g *Git) refError(err error) error {
 		e.Source, e.Ref = g.url, g.ref
 		return e
 	}
-	return fmt.Errorf("git %s: %w", g.url, err)
+	return fmt.Errorf("source %s: %w", g.url, err)
 }
 
 func (g *Git) tagMoved(t target, seen plumbing.Hash) error {
@@ -342,7 +342,7 @@ func (g *Git) fetchRef(ctx context.Context, repo *git.Repository, c *conn, t tar
 		fetched = true
 		got, err := peel(repo, t.want)
 		if err != nil || got != commit {
-			return plumbing.ZeroHash, fetched, fmt.Errorf("git %s: %s: the fetched objects do not contain sha1:%s", g.url, t.name, commit)
+			return plumbing.ZeroHash, fetched, fmt.Errorf("source %s: %s: the fetched objects do not contain sha1:%s", g.url, t.name, commit)
 		}
 	}
 
@@ -382,7 +382,7 @@ func (g *Git) descends(ctx context.Context, repo *git.Repository, t target, old,
 			return false, nil
 		}
 		if i == len(steps) {
-			return false, fmt.Errorf("git %s: cannot tell whether %s descends from sha1:%s: history incomplete after a full fetch", g.url, t.name, old)
+			return false, fmt.Errorf("source %s: cannot tell whether %s descends from sha1:%s: history incomplete after a full fetch", g.url, t.name, old)
 		}
 		g.log.Debug("deepening to check ancestry", "source", g.url, "ref", t.name.String(), "depth", steps[i])
 		if err := g.fetchAgain(ctx, repo, []plumbing.Hash{t.want}, steps[i]); err != nil {
