@@ -31,8 +31,10 @@ test: vet unit fuzz
 test-cluster:
 	CAPSTAN_CLUSTER=1 $(GO) test -count=1 -timeout 15m -v ./e2e/cluster/...
 
+# Benchmarks that need no cluster; the engine ones (cmd/capstan, e2e) say their own commands
+# in docs/benchmarks.md.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./manifests/
+	$(GO) test -run '^$$' -bench . -benchmem ./manifests/ ./reconcile/ ./source/ ./sinks/slb/
 
 demo: build
 	./hack/demo.sh
