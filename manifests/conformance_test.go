@@ -2,6 +2,7 @@ package manifests
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"sort"
@@ -32,19 +33,20 @@ import (
 const conformanceStack = "conf"
 
 // conformanceEnv is the interpolation environment both sides see.
-var conformanceEnv = map[string]string{
-	"TAG":        "1.25.3",
-	"REPLICAS":   "3",
-	"HTTP_PORT":  "8080",
-	"APP_ENV":    "production",
-	"FROM_ENV":   "from the environment",
-	"DB_HOST":    "db.internal",
-	"LOG_LEVEL":  "info",
-	"MEMORY":     "256M",
-	"READ_ONLY":  "true",
-	"REGISTRY":   "registry.example.com:5000",
-	"EMPTY":      "",
-	"CONSTRAINT": "node.role == worker",
+var conformanceEnv = mustCorpusEnv("testdata/conformance/env.json")
+
+// mustCorpusEnv reads the corpus's env.json, shared by the conformance, fresh-apply and
+// fidelity tests so the three never disagree.
+func mustCorpusEnv(path string) map[string]string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		panic(err)
+	}
+	var env map[string]string
+	if err := json.Unmarshal(b, &env); err != nil {
+		panic(path + ": " + err.Error())
+	}
+	return env
 }
 
 // stackOutput is what docker stack deploy would send for one stack.

@@ -26,12 +26,21 @@ import (
 // corpusDir is the compose conformance corpus: every feature capstan converts.
 const corpusDir = "../manifests/testdata/conformance"
 
-// corpusEnv is the interpolation environment of the corpus (as its conformance test).
-var corpusEnv = map[string]string{
-	"TAG": "1.25.3", "REPLICAS": "3", "HTTP_PORT": "8080", "APP_ENV": "production",
-	"FROM_ENV": "from the environment", "DB_HOST": "db.internal", "LOG_LEVEL": "info",
-	"MEMORY": "256M", "READ_ONLY": "true", "REGISTRY": "registry.example.com:5000", "EMPTY": "",
-	"CONSTRAINT": "node.role == worker",
+// corpusEnv is the interpolation environment of the corpus.
+var corpusEnv = mustCorpusEnv(corpusDir + "/env.json")
+
+// mustCorpusEnv reads the corpus's env.json, shared by the conformance, fresh-apply and
+// fidelity tests so the three never disagree.
+func mustCorpusEnv(path string) map[string]string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		panic(err)
+	}
+	var env map[string]string
+	if err := json.Unmarshal(b, &env); err != nil {
+		panic(path + ": " + err.Error())
+	}
+	return env
 }
 
 // TestFreshApplyPlansNothing is the rule "a freshly applied stack diffs as zero changes"

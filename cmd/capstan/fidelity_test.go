@@ -40,29 +40,26 @@ import (
 // corpusDir is the compose conformance corpus, shared with manifests/conformance_test.go.
 var corpusDir = filepath.Join("..", "..", "manifests", "testdata", "conformance")
 
-// corpusEnv is the interpolation environment of the corpus: conformanceEnv of
-// manifests/conformance_test.go (a test-only variable of another package, so repeated).
-var corpusEnv = map[string]string{
-	"TAG":        "1.25.3",
-	"REPLICAS":   "3",
-	"HTTP_PORT":  "8080",
-	"APP_ENV":    "production",
-	"FROM_ENV":   "from the environment",
-	"DB_HOST":    "db.internal",
-	"LOG_LEVEL":  "info",
-	"MEMORY":     "256M",
-	"READ_ONLY":  "true",
-	"REGISTRY":   "registry.example.com:5000",
-	"EMPTY":      "",
-	"CONSTRAINT": "node.role == worker",
+// corpusEnv is the interpolation environment of the corpus.
+var corpusEnv = mustCorpusEnv(filepath.Join(corpusDir, "env.json"))
+
+// mustCorpusEnv reads the corpus's env.json, shared by the conformance, fresh-apply and
+// fidelity tests so the three never disagree.
+func mustCorpusEnv(path string) map[string]string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		panic(err)
+	}
+	var env map[string]string
+	if err := json.Unmarshal(b, &env); err != nil {
+		panic(path + ": " + err.Error())
+	}
+	return env
 }
 
 // engineCannotRun are corpus cases Swarm itself refuses, whoever deploys them; the corpus
 // keeps them to compare conversions.
-var engineCannotRun = map[string]string{
-	"29-interpolation": "both ports publish ${HTTP_PORT} (8080) and Swarm refuses a published port used twice: " +
-		"docker stack deploy fails on it as capstan does",
-}
+var engineCannotRun = map[string]string{}
 
 // TestFidelityCorpus runs, for each corpus case, one stack A through capstan and one stack
 // B through docker stack deploy, one after the other (the corpus publishes fixed ingress
