@@ -5,7 +5,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 FUZZTIME  ?= 3s
 
-.PHONY: all build test unit fuzz vet bench demo image clean test-cluster demo-cluster
+.PHONY: all build test unit fuzz vet bench demo image clean test-cluster demo-cluster e2e
 
 all: build
 
@@ -30,6 +30,12 @@ test: vet unit fuzz
 # The three-node swarm tests (e2e/cluster): three dockerd in network namespaces, root only.
 test-cluster:
 	CAPSTAN_CLUSTER=1 $(GO) test -count=1 -timeout 15m -v ./e2e/cluster/...
+
+# The end-to-end scenarios (e2e/): capstan run against this engine's swarm, a Git server and
+# the SLB emulator on 127.0.0.1. Benchmarks: docs/benchmarks.md, "End to end".
+e2e:
+	$(GO) vet -tags e2e ./e2e/
+	$(GO) test -tags e2e -count=1 ./e2e/ -v -timeout 20m
 
 # Benchmarks that need no cluster; the engine ones (cmd/capstan, e2e) say their own commands
 # in docs/benchmarks.md.
