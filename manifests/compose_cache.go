@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"path/filepath"
-	"reflect"
 	"sort"
 	"sync"
 
@@ -207,59 +206,12 @@ func deepCopyResources(in []resource.Resource) []resource.Resource {
 	}
 	out := make([]resource.Resource, len(in))
 	for i := range in {
-		deepCopyValue(reflect.ValueOf(&out[i]).Elem(), reflect.ValueOf(in[i]))
+		out[i] = resource.DeepCopy(in[i])
 	}
 	return out
 }
 
-// deepCopyValue copies src into dst with everything it points to. Unexported struct
-// fields are copied as they are (the spec types have none that hold references a
-// caller could change).
-func deepCopyValue(dst, src reflect.Value) {
-	switch src.Kind() {
-	case reflect.Pointer:
-		if src.IsNil() {
-			return
-		}
-		p := reflect.New(src.Type().Elem())
-		deepCopyValue(p.Elem(), src.Elem())
-		dst.Set(p)
-	case reflect.Interface:
-		if src.IsNil() {
-			return
-		}
-		e := reflect.New(src.Elem().Type()).Elem()
-		deepCopyValue(e, src.Elem())
-		dst.Set(e)
-	case reflect.Slice:
-		if src.IsNil() {
-			return
-		}
-		s := reflect.MakeSlice(src.Type(), src.Len(), src.Len())
-		for i := 0; i < src.Len(); i++ {
-			deepCopyValue(s.Index(i), src.Index(i))
-		}
-		dst.Set(s)
-	case reflect.Map:
-		if src.IsNil() {
-			return
-		}
-		m := reflect.MakeMapWithSize(src.Type(), src.Len())
-		iter := src.MapRange()
-		for iter.Next() {
-			v := reflect.New(src.Type().Elem()).Elem()
-			deepCopyValue(v, iter.Value())
-			m.SetMapIndex(iter.Key(), v)
-		}
-		dst.Set(m)
-	case reflect.Struct:
-		dst.Set(src)
-		for i := 0; i < src.NumField(); i++ {
-			if src.Type().Field(i).IsExported() {
-				deepCopyValue(dst.Field(i), src.Field(i))
-			}
-		}
-	default:
-		dst.Set(src)
-	}
-}
+// ResetCache empties the in-process cache of converted compose stacks. A new process
+// starts with it empty; benchmarks that run a one-shot command in-process call it so
+// they measure what a fresh `capstan diff` or `apply` pays.
+func ResetCache() { resetComposeCache() }

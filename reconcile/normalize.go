@@ -2,7 +2,6 @@ package reconcile
 
 import (
 	"fmt"
-	"reflect"
 	"sort"
 	"strconv"
 	"strings"
@@ -346,61 +345,7 @@ func genericKey(g swarm.GenericResource) string {
 
 // deepCopy copies v and everything it points to, so normalizing never modifies what
 // the caller holds.
-func deepCopy[T any](v T) T {
-	var out T
-	dst := reflect.ValueOf(&out).Elem()
-	copyValue(dst, reflect.ValueOf(v))
-	return out
-}
-
-func copyValue(dst, src reflect.Value) {
-	switch src.Kind() {
-	case reflect.Pointer:
-		if src.IsNil() {
-			return
-		}
-		p := reflect.New(src.Type().Elem())
-		copyValue(p.Elem(), src.Elem())
-		dst.Set(p)
-	case reflect.Interface:
-		if src.IsNil() {
-			return
-		}
-		e := reflect.New(src.Elem().Type()).Elem()
-		copyValue(e, src.Elem())
-		dst.Set(e)
-	case reflect.Slice:
-		if src.IsNil() {
-			return
-		}
-		s := reflect.MakeSlice(src.Type(), src.Len(), src.Len())
-		for i := 0; i < src.Len(); i++ {
-			copyValue(s.Index(i), src.Index(i))
-		}
-		dst.Set(s)
-	case reflect.Map:
-		if src.IsNil() {
-			return
-		}
-		m := reflect.MakeMapWithSize(src.Type(), src.Len())
-		iter := src.MapRange()
-		for iter.Next() {
-			v := reflect.New(src.Type().Elem()).Elem()
-			copyValue(v, iter.Value())
-			m.SetMapIndex(iter.Key(), v)
-		}
-		dst.Set(m)
-	case reflect.Struct:
-		dst.Set(src) // covers unexported fields (shallow); exported ones are deepened below
-		for i := 0; i < src.NumField(); i++ {
-			if src.Type().Field(i).IsExported() {
-				copyValue(dst.Field(i), src.Field(i))
-			}
-		}
-	default:
-		dst.Set(src)
-	}
-}
+func deepCopy[T any](v T) T { return resource.DeepCopy(v) }
 
 // copyResource copies r with its spec, so plan changes never alias the input sets.
 func copyResource(r resource.Resource) *resource.Resource {
