@@ -308,10 +308,13 @@ func labelDiff(d, l resource.Resource) []FieldDiff {
 func (b *builder) pairService(d, l resource.Resource) {
 	after := b.desiredCopy(d)
 	diffs := DiffService(*after.Service, *l.Service)
+	adopting := !b.owned(l)
+	if !adopting && len(diffs) == 0 && specHash(d) == liveHash(l) {
+		return // nothing to do: the common case, without copying the live spec
+	}
 	carryOver(after, l, b.resolveImage(d.Stack))
 	replace := modeKind(after.Service.Mode) != modeKind(l.Service.Mode)
 	c := Change{Key: d.Key, Before: copyResource(l), After: after, Diff: diffs}
-	adopting := !b.owned(l)
 
 	switch {
 	case adopting || specHash(d) != liveHash(l):

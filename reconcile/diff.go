@@ -45,6 +45,10 @@ func LooksSecret(key string) bool {
 // desired sets platforms.
 func DiffService(desired, live swarm.ServiceSpec) []FieldDiff {
 	d, l := comparableServices(desired, live)
+	if equalSpecs(reflect.ValueOf(d), reflect.ValueOf(l)) {
+		// The common case of every no-op reconcile: skip flattening both specs.
+		return nil
+	}
 	diffs := diffLeaves(flattenService(l), flattenService(d))
 	if modeKind(d.Mode) != modeKind(l.Mode) {
 		// The mode's own fields (replicas, job counts) mean nothing across kinds.
@@ -57,6 +61,51 @@ func DiffService(desired, live swarm.ServiceSpec) []FieldDiff {
 		diffs = kept
 	}
 	return diffs
+}
+
+// equalSpecs is reflect.DeepEqual with nil and empty slices and maps equal, as the
+// field-level diff treats them; it lets an unchanged service skip flattening.
+func equalSpecs(a, b reflect.Value) bool {
+	switch a.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if a.IsNil() || b.IsNil() {
+			return a.IsNil() == b.IsNil()
+		}
+		return equalSpecs(a.Elem(), b.Elem())
+	case reflect.Slice:
+		if a.Len() != b.Len() {
+			return false
+		}
+		for i := 0; i < a.Len(); i++ {
+			if !equalSpecs(a.Index(i), b.Index(i)) {
+				return false
+			}
+		}
+		return true
+	case reflect.Map:
+		if a.Len() != b.Len() {
+			return false
+		}
+		iter := a.MapRange()
+		for iter.Next() {
+			v := b.MapIndex(iter.Key())
+			if !v.IsValid() || !equalSpecs(iter.Value(), v) {
+				return false
+			}
+		}
+		return true
+	case reflect.Struct:
+		for i := 0; i < a.NumField(); i++ {
+			if !equalSpecs(a.Field(i), b.Field(i)) {
+				return false
+			}
+		}
+		return true
+	case reflect.Func, reflect.Chan:
+		return a.IsNil() && b.IsNil()
+	default:
+		return a.Equal(b)
+	}
 }
 
 func comparableServices(desired, live swarm.ServiceSpec) (d, l swarm.ServiceSpec) {

@@ -5,6 +5,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/capstan-dev/capstan/resource"
@@ -250,12 +252,29 @@ func modeKind(m swarm.ServiceMode) string {
 // and "nginx" both become "nginx:latest"). A reference that does not parse is returned
 // unchanged.
 func NormalizeImage(image string) string {
-	named, err := reference.ParseNormalizedNamed(image)
-	if err != nil {
-		return image
+	if v, ok := normalizedImages.Load(image); ok {
+		return v.(string)
 	}
-	return reference.FamiliarString(reference.TagNameOnly(named))
+	out := image
+	if named, err := reference.ParseNormalizedNamed(image); err == nil {
+		out = reference.FamiliarString(reference.TagNameOnly(named))
+	}
+	// Parsing takes regular expressions, and every reconcile normalizes the same few
+	// image names on both sides; the answer for a string never changes.
+	if normalizedImageCount.Add(1) <= maxNormalizedImages {
+		normalizedImages.Store(image, out)
+	}
+	return out
 }
+
+// normalizedImages memoizes NormalizeImage, bounded so a stream of distinct names (a
+// registry per commit) cannot grow it without end.
+var (
+	normalizedImages     sync.Map
+	normalizedImageCount atomic.Int64
+)
+
+const maxNormalizedImages = 4096
 
 // stripDigest removes a digest pin ("nginx:1.25@sha256:…" → "nginx:1.25"), giving the
 // bare name its default tag as the client does when it pins.

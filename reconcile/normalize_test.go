@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"encoding/json"
+	"reflect"
 	"testing"
 	"time"
 
@@ -340,6 +341,41 @@ func TestLooksSecret(t *testing.T) {
 	} {
 		if got := LooksSecret(key); got != want {
 			t.Errorf("LooksSecret(%q) = %v, want %v", key, got, want)
+		}
+	}
+}
+
+func TestEqualSpecs(t *testing.T) {
+	one, two := uint64(1), uint64(2)
+	base := swarm.ServiceSpec{
+		Annotations:  swarm.Annotations{Name: "s", Labels: map[string]string{"a": "1"}},
+		TaskTemplate: swarm.TaskSpec{ContainerSpec: &swarm.ContainerSpec{Env: []string{"A=1"}}},
+		Mode:         swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &one}},
+	}
+	emptyPorts := base
+	emptyPorts.EndpointSpec = &swarm.EndpointSpec{Ports: []swarm.PortConfig{}}
+	nilPorts := base
+	nilPorts.EndpointSpec = &swarm.EndpointSpec{}
+	otherReplicas := base
+	otherReplicas.Mode = swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &two}}
+	otherEnv := base
+	otherEnv.TaskTemplate = swarm.TaskSpec{ContainerSpec: &swarm.ContainerSpec{Env: []string{"A=2"}}}
+	otherLabel := base
+	otherLabel.Labels = map[string]string{"a": "2"}
+	for _, tc := range []struct {
+		name string
+		a, b swarm.ServiceSpec
+		want bool
+	}{
+		{"same", base, base, true},
+		{"nil and empty slices", emptyPorts, nilPorts, true},
+		{"replicas differ", base, otherReplicas, false},
+		{"env differs", base, otherEnv, false},
+		{"label differs", base, otherLabel, false},
+		{"endpoint nil vs set", base, nilPorts, false},
+	} {
+		if got := equalSpecs(reflect.ValueOf(tc.a), reflect.ValueOf(tc.b)); got != tc.want {
+			t.Errorf("%s: equalSpecs = %v, want %v", tc.name, got, tc.want)
 		}
 	}
 }
