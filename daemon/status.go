@@ -176,6 +176,8 @@ func (s *state) snapshot() Status {
 	for _, key := range sortedKeys(s.routes) {
 		st.Routes = append(st.Routes, *s.routes[key])
 	}
+	// By route name, as people name them; the key (which holds a port) breaks ties.
+	sort.SliceStable(st.Routes, func(i, j int) bool { return st.Routes[i].Name < st.Routes[j].Name })
 	st.Warnings = append([]string{}, st.Warnings...)
 	st.Drift = append([]Drift{}, st.Drift...)
 	// Newest first, as people read a history.

@@ -157,6 +157,22 @@ func TestStacksAndRoutesFollowTheSource(t *testing.T) {
 	}
 }
 
+// TestRoutesAreListedByName: the key holds the listener port, which says nothing to a
+// reader; status lists routes by their name.
+func TestRoutesAreListedByName(t *testing.T) {
+	s := newState("capstan", "")
+	rep, _ := twoStacks("r1", false)
+	rep.Routes = []RouteReport{
+		{Name: "web", Key: "slb/listener/lb-1:1000/http", Reconciled: true},
+		{Name: "api", Key: "slb/listener/lb-1:9000/tcp", Reconciled: true},
+	}
+	s.applyReport(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC), rep, nil, "", true)
+	st := s.snapshot()
+	if len(st.Routes) != 2 || st.Routes[0].Name != "api" || st.Routes[1].Name != "web" {
+		t.Errorf("routes %+v, want api then web", st.Routes)
+	}
+}
+
 func TestFollowerPlansAreOutOfSync(t *testing.T) {
 	s := newState("capstan", "")
 	rep, _ := twoStacks("r1", false)
