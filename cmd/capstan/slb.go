@@ -149,14 +149,12 @@ func (r *routeStage) plan(ctx context.Context, cli client.APIClient, swarm *swar
 		desired.Resources[k] = v
 	}
 	r.ports.cli = cli
-	published, err := r.ports.published(ctx, desired)
-	if err != nil {
-		return nil, err
-	}
+	published := publishedPorts(swarm, desired)
 	var nodes []slbsink.Node
 	for _, n := range swarm.Nodes() {
 		nodes = append(nodes, slbsink.Node{ID: n.ID, Hostname: n.Hostname, Role: n.Role, Availability: n.Availability, State: n.State, Labels: n.Labels})
 	}
+	var err error
 	r.warnings, err = slbsink.Expand(desired, slbsink.ExpandInput{Instance: r.instance, Nodes: nodes, Published: published})
 	if err != nil {
 		return nil, err
@@ -205,29 +203,25 @@ type servicePorts struct {
 	wait, poll time.Duration
 }
 
-// published lists the published ports of the live services desired's routes point at,
-// in one request; none when there are no routes.
-func (p *servicePorts) published(ctx context.Context, desired *resource.Set) (map[string][]slbsink.PublishedPort, error) {
-	want := map[string]bool{}
+// publishedPorts returns the published ports of the live services desired's routes point
+// at, from what the Swarm sink's last Observe listed: no request of its own.
+func publishedPorts(swarm *swarmsink.Sink, desired *resource.Set) map[string][]slbsink.PublishedPort {
+	var names []string
 	for _, r := range desired.Resources {
 		if r.Route != nil {
-			want[r.Route.Service.ServiceName()] = true
+			names = append(names, r.Route.Service.ServiceName())
 		}
 	}
-	if len(want) == 0 {
-		return nil, nil
-	}
-	services, err := p.cli.ServiceList(ctx, swarm.ServiceListOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("list services for their published ports: %w", err)
+	if len(names) == 0 {
+		return nil
 	}
 	out := map[string][]slbsink.PublishedPort{}
-	for _, s := range services {
-		if want[s.Spec.Name] {
-			out[s.Spec.Name] = endpointPorts(s)
+	for name, ports := range swarm.PublishedPorts(names...) {
+		for _, p := range ports {
+			out[name] = append(out[name], slbsink.PublishedPort{Target: p.Target, Published: p.Published, Protocol: p.Protocol})
 		}
 	}
-	return out, nil
+	return out
 }
 
 func endpointPorts(s swarm.Service) []slbsink.PublishedPort {

@@ -103,8 +103,15 @@ func (s *Sink) Observe(ctx context.Context) (*resource.Set, error) {
 		}
 		return live[i].ID < live[j].ID
 	})
+	ports := make(map[string][]Port)
+	for _, svc := range services {
+		for _, pc := range svc.Endpoint.Ports {
+			ports[svc.Spec.Name] = append(ports[svc.Spec.Name], Port{Target: pc.TargetPort, Published: pc.PublishedPort,
+				Protocol: string(pc.Protocol), PublishMode: string(pc.PublishMode)})
+		}
+	}
 	s.mu.Lock()
-	s.nodes = live
+	s.nodes, s.ports = live, ports
 	s.mu.Unlock()
 	return set, nil
 }

@@ -22,6 +22,8 @@ type Sink struct {
 
 	mu    sync.Mutex
 	nodes []Node
+	// ports are the published ports of every service the last Observe listed, by name.
+	ports map[string][]Port
 	// netNames remembers network names found by inspecting IDs the network list does not
 	// show (the swarm-side IDs of predefined networks such as "host"). IDs never change
 	// meaning, so the cache keeps later Observes at their constant request count.
@@ -67,6 +69,30 @@ func (s *Sink) Nodes() []Node {
 	for i, n := range s.nodes {
 		n.Labels = cloneMap(n.Labels)
 		out[i] = n
+	}
+	return out
+}
+
+// Port is a port Swarm published for a service (its Endpoint, not its spec: for a
+// port published without a number, the one Swarm picked). Protocol is "tcp", "udp" or
+// "sctp", PublishMode "ingress" or "host".
+type Port struct {
+	Target, Published     uint32
+	Protocol, PublishMode string
+}
+
+// PublishedPorts returns the ports Swarm published for the named services, as the last
+// successful Observe listed them (no request of its own): the SLB stage needs them to
+// point VServer groups at, and the service list Observe read already holds them. A
+// service the last Observe did not see, or that publishes nothing, is absent.
+func (s *Sink) PublishedPorts(names ...string) map[string][]Port {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string][]Port, len(names))
+	for _, name := range names {
+		if ps, ok := s.ports[name]; ok {
+			out[name] = append([]Port(nil), ps...)
+		}
 	}
 	return out
 }

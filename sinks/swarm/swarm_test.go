@@ -211,6 +211,20 @@ func TestCreateThenObserve(t *testing.T) {
 		t.Errorf("no ready manager among %+v", nodes)
 	}
 
+	// Swarm allocates a new service's endpoint asynchronously: observe until it has.
+	ports := e.sink.PublishedPorts(e.name("pub"), e.name("web"), "no-such-service")
+	for deadline := time.Now().Add(10 * time.Second); len(ports) == 0 && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+		e.observe()
+		ports = e.sink.PublishedPorts(e.name("pub"), e.name("web"), "no-such-service")
+	}
+	if got := ports[e.name("pub")]; len(got) != 1 || got[0].Target != 80 || got[0].Protocol != "tcp" || got[0].PublishMode != "host" {
+		t.Errorf("PublishedPorts of pub = %+v, want 80/tcp in host mode", got)
+	}
+	if len(ports) != 1 {
+		t.Errorf("PublishedPorts = %+v, want only pub (web publishes nothing, the third does not exist)", ports)
+	}
+
 	golden(t, "live-shapes.json", e, map[string]any{"service": ls.Service, "service-with-ports": e.live(set, pub.Key).Service, "network": ln.Network, "secret": lsec.Secret, "config": lcfg.Config})
 }
 
