@@ -46,7 +46,7 @@ type daemonProc struct {
 func (s *suite) startDaemon(extra ...string) (*daemonProc, error) {
 	args := []string{"run",
 		"--source", s.git.url(), "--ref", "main",
-		"--interval", "2s",
+		"--interval", s.interval.String(),
 		"--listen", "127.0.0.1:0",
 		"--instance", s.stack,
 		"--slb-endpoint", s.emu.URL(),
@@ -62,6 +62,9 @@ func (s *suite) startDaemon(extra ...string) (*daemonProc, error) {
 		"ALIBABA_CLOUD_ACCESS_KEY_SECRET="+slbKeySecret,
 		"CAPSTAN_WEBHOOK_SECRET="+s.webhookSecret,
 	)
+	if s.docker != nil {
+		cmd.Env = append(cmd.Env, "DOCKER_HOST="+s.docker.host())
+	}
 	// If the test process dies, so does its daemon.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stderr, err := cmd.StderrPipe()

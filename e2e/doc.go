@@ -12,8 +12,9 @@
 // capstan-e2e/wordpress and capstan-e2e/mysql, a Git server on 127.0.0.1 holding an
 // adapted copy of examples/wordpress, the SLB emulator (sinks/slb/slbemu) in-process with
 // forwarding, the swarm node labelled as an ECS instance, and `capstan run` as a
-// subprocess polling the Git server every 2 s. Everything they create (stack, node label,
-// unowned objects, the lease, processes) is removed afterwards.
+// subprocess polling the Git server every 2 s (CAPSTAN_E2E_INTERVAL changes it).
+// Everything they create (stack, node label, unowned objects, the lease, processes) is
+// removed afterwards.
 //
 // The copy of the example differs from examples/wordpress where this machine requires it
 // (docs/e2e.md explains each): wordpress publishes port 80 in host mode on a fixed port

@@ -78,12 +78,16 @@ type suite struct {
 	// dmn is the running `capstan run`.
 	dmn   *daemonProc
 	notes *notifications
+	// docker relays capstan run's Docker requests and records them (nil when the engine
+	// is not on a Unix socket).
+	docker *dockerProxy
 
 	listenerPort  int // the SLB listener port of the route (8080 unless taken)
 	publishedPort int // wordpress's host-mode published port
 	nodeID        string
 	instanceID    string // the node's ECS instance id label
 	webhookSecret string
+	interval      time.Duration // capstan run's poll interval: CAPSTAN_E2E_INTERVAL, 2s by default
 
 	cleanups []func() error
 }
@@ -175,7 +179,14 @@ func (s *suite) build(t testing.TB) error {
 		return err
 	}
 	s.cleanups = append(s.cleanups, func() error { s.notes.close(); return nil })
+	if s.docker, err = newDockerProxy(); err != nil {
+		return err
+	}
+	if s.docker != nil {
+		s.cleanups = append(s.cleanups, s.docker.close)
+	}
 	s.webhookSecret = "e2e-webhook-" + s.stack
+	s.interval = envDuration(t, "CAPSTAN_E2E_INTERVAL", 2*time.Second)
 	if s.dmn, err = s.startDaemon(); err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ package e2e
 import (
 	"fmt"
 	"net/http"
+	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -361,6 +362,78 @@ func TestSLBThrottlingStorm(t *testing.T) {
 	// Back to the baseline, without faults.
 	rev = s.push(t, "route: back to wrr", baseline())
 	s.waitConverged(t, rev, 2*time.Minute)
+}
+
+// TestEngineRestartDuringApply: dockerd stops and starts again right after capstan's
+// first write of an apply (every container on the machine stops with it). capstan
+// reports the failure as transient, retries by itself and converges on the commit: the
+// services as committed, their tasks running, the route serving the new answer.
+func TestEngineRestartDuringApply(t *testing.T) {
+	if os.Getenv("CAPSTAN_E2E_RESTART_DOCKERD") != "1" {
+		t.Skip("restarts this machine's dockerd, stopping every container on it: set CAPSTAN_E2E_RESTART_DOCKERD=1 to run it (.ci/run does)")
+	}
+	s := setup(t)
+	if s.docker == nil {
+		t.Skip("the engine is not on a Unix socket: the suite cannot see capstan's first write")
+	}
+	rev := s.push(t, "wordpress", baseline())
+	s.waitConverged(t, rev, 3*time.Minute)
+	s.waitServing(t, "first", time.Minute)
+	before := s.dmn.metrics(t, "capstan_reconciles_total")
+
+	d := baseline()
+	d.Message = "after-restart"
+	d.MysqlRound = 7
+	rev = s.push(t, "wordpress and mysql: change both during an engine restart", d)
+	pushed := time.Now()
+	s.webhook(t)
+	s.waitFor(t, time.Minute, "capstan's first write of the apply", func() (bool, string) {
+		for _, c := range s.docker.between(pushed, time.Now().Add(time.Second)) {
+			if c.method == http.MethodPost && strings.HasPrefix(c.path, "/services/") {
+				return true, ""
+			}
+		}
+		return false, "no service write yet"
+	})
+	took := restartEngine(t, s.cli)
+	back := time.Now()
+	t.Logf("dockerd restarted in %s", took.Round(100*time.Millisecond))
+
+	st := s.waitConverged(t, rev, 5*time.Minute)
+	s.waitServing(t, "after-restart", 3*time.Minute)
+	t.Logf("converged %s after the engine was back", time.Since(back).Round(100*time.Millisecond))
+
+	after := s.dmn.metrics(t, "capstan_reconciles_total")
+	failed := sum(after, `result="transient"`) - sum(before, `result="transient"`)
+	if failed == 0 {
+		t.Errorf("no reconcile failed as transient across the restart: the restart missed the apply (metrics %v)", after)
+	}
+	svcs := s.services(t)
+	if len(svcs) != 2 {
+		t.Errorf("services after the restart: %v, want the stack's two", keys(svcs))
+	}
+	for _, name := range []string{"wordpress", "mysql"} {
+		env := svcs[name].Spec.TaskTemplate.ContainerSpec.Env
+		want := map[string]string{"wordpress": "MESSAGE=after-restart", "mysql": "ROUND=7"}[name]
+		if !slices.Contains(env, want) {
+			t.Errorf("%s env %v after the restart, want %s", name, env, want)
+		}
+	}
+	// Right after a restart the manager still lists the tasks it knew as running until
+	// the node reports them gone, so the tasks are waited for, not counted once.
+	s.waitFor(t, 2*time.Minute, "every service running a task again", func() (bool, string) {
+		w, m := s.runningTasks(t, "wordpress"), s.runningTasks(t, "mysql")
+		return w >= 1 && m >= 1, fmt.Sprintf("running tasks: wordpress %d, mysql %d", w, m)
+	})
+	if st.LastError != nil {
+		t.Errorf("status still shows an error after converging: %+v", st.LastError)
+	}
+	if got := s.listenerStatus(s.listenerPort); got != "running" {
+		t.Errorf("listener is %q after the restart, want running", got)
+	}
+	// Back to the baseline for the tests after this one.
+	rev = s.push(t, "wordpress", baseline())
+	s.waitConverged(t, rev, 3*time.Minute)
 }
 
 // TestRemoveStack: a commit that removes the stack deletes its services, its network and
