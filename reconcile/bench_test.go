@@ -37,22 +37,7 @@ func BenchmarkBuildPlanNoop200(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	desired, problems := manifests.Load(dir, manifests.Options{})
-	if problems.HasErrors() {
-		b.Fatal(problems)
-	}
-	live := resource.NewSet()
-	for k, r := range desired.Resources {
-		l := resource.DeepCopy(r)
-		l.ID, l.Version = "id-"+k.Name, 1
-		if s := l.Service; s != nil {
-			// What Swarm fills in on the way back.
-			s.TaskTemplate.Runtime = "container"
-			s.TaskTemplate.ContainerSpec.Isolation = "default"
-			s.EndpointSpec = nil
-		}
-		live.Resources[k] = l
-	}
+	desired, live := loadMatching(b, dir)
 	plan, err := reconcile.BuildPlan(desired, live, reconcile.Options{})
 	if err != nil {
 		b.Fatal(err)
@@ -110,20 +95,7 @@ func BenchmarkLoadAndPlan1000(b *testing.B) {
 			}
 		}
 	}
-	desired, problems := manifests.Load(dir, manifests.Options{})
-	if problems.HasErrors() {
-		b.Fatal(problems)
-	}
-	live := resource.NewSet()
-	for k, r := range desired.Resources {
-		l := resource.DeepCopy(r)
-		l.ID, l.Version = "id-"+k.Name, 1
-		if s := l.Service; s != nil {
-			s.TaskTemplate.Runtime = "container"
-			s.TaskTemplate.ContainerSpec.Isolation = "default"
-		}
-		live.Resources[k] = l
-	}
+	desired, live := loadMatching(b, dir)
 	if n := len(desired.Resources); n < 1000 {
 		b.Fatalf("the tree has %d resources, want 1,000 services and more", n)
 	}
@@ -148,4 +120,28 @@ func BenchmarkLoadAndPlan1000(b *testing.B) {
 	}
 	b.ReportMetric(float64(load.Milliseconds())/float64(b.N), "load-ms/op")
 	b.ReportMetric(float64(plan.Milliseconds())/float64(b.N), "plan-ms/op")
+}
+
+// loadMatching loads the tree at dir and returns it with a live set that matches it the
+// way Swarm stores it (its defaults filled in, an endpoint without ports dropped).
+func loadMatching(b *testing.B, dir string) (desired, live *resource.Set) {
+	b.Helper()
+	desired, problems := manifests.Load(dir, manifests.Options{})
+	if problems.HasErrors() {
+		b.Fatal(problems)
+	}
+	live = resource.NewSet()
+	for k, r := range desired.Resources {
+		l := resource.DeepCopy(r)
+		l.ID, l.Version = "id-"+k.Name, 1
+		if s := l.Service; s != nil {
+			s.TaskTemplate.Runtime = "container"
+			s.TaskTemplate.ContainerSpec.Isolation = "default"
+			if s.EndpointSpec != nil && len(s.EndpointSpec.Ports) == 0 {
+				s.EndpointSpec = nil
+			}
+		}
+		live.Resources[k] = l
+	}
+	return desired, live
 }
