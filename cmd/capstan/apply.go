@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/capstan-dev/capstan/reconcile"
+	"github.com/capstan-dev/capstan/resource"
 )
 
 type writer = io.Writer
@@ -38,6 +39,7 @@ more than half of the services capstan owns is refused unless --allow-mass-delet
 				return &exitError{code: 1, err: fmt.Errorf("nothing applied: %w", p.refused)}
 			}
 			if !p.plan.HasChanges() {
+				warnUnhealthy(a.stderr, p.desired, p.live)
 				return nil
 			}
 			fmt.Fprintln(a.stdout)
@@ -60,6 +62,36 @@ more than half of the services capstan owns is refused unless --allow-mass-delet
 	f.register(cmd)
 	cmd.Flags().DurationVar(&timeout, "timeout", timeout, "how long to wait for each service to converge (0: do not wait)")
 	return cmd
+}
+
+// warnUnhealthy names the desired services that run but are not healthy when apply has
+// nothing to change: "No changes" must not read as "all is well" when, say, Swarm gave up
+// restarting a service's failing tasks. The plan cannot fix that; the user must look.
+func warnUnhealthy(w io.Writer, desired, live *resource.Set) {
+	for _, k := range desired.Keys() {
+		if k.Sink != resource.SinkSwarm || k.Kind != resource.KindService {
+			continue
+		}
+		l, ok := live.Get(k)
+		if !ok {
+			continue
+		}
+		h := reconcile.ServiceHealth(l.Status)
+		if h == reconcile.Healthy {
+			continue
+		}
+		detail := "no task counts from Swarm"
+		if st := l.Status; st != nil {
+			detail = fmt.Sprintf("%d of %d tasks running", st.RunningTasks, st.DesiredTasks)
+			if st.UpdateState != "" {
+				detail += ", update " + st.UpdateState
+				if st.UpdateMessage != "" {
+					detail += " (" + st.UpdateMessage + ")"
+				}
+			}
+		}
+		fmt.Fprintf(w, "warning: service %s is %s: %s; see docker service ps %s\n", k.Name, h, detail, k.Name)
+	}
 }
 
 // appliedCounts counts what was actually applied, in Terraform's terms.

@@ -140,8 +140,10 @@ func (f *planFlags) register(cmd *cobra.Command) {
 type planned struct {
 	plan    reconcile.Plan
 	desired *resource.Set
-	sinks   map[string]reconcile.Sink
-	close   func()
+	// live is what was observed, with the services' task counts.
+	live  *resource.Set
+	sinks map[string]reconcile.Sink
+	close func()
 	// refused is set when the plan must not be applied (the mass-delete guard).
 	refused error
 }
@@ -205,6 +207,7 @@ func (a *app) buildPlan(ctx context.Context, f planFlags) (*planned, error) {
 	return &planned{
 		plan:    plan,
 		desired: desired,
+		live:    live,
 		sinks:   sinks,
 		close:   func() { cli.Close() },
 		refused: err,
