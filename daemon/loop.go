@@ -49,6 +49,12 @@ type Config struct {
 	Logger     *slog.Logger
 	// History is how many reconciles status remembers; default 20.
 	History int
+	// ProgressDeadline is how long a service may stay Progressing with no rollout under
+	// way (fewer tasks running than desired: tasks that fail to start, a placement no
+	// node satisfies, restarts Swarm gave up on) before status calls it Degraded;
+	// default 10 min. Swarm's counts cannot tell a task still starting from one that will
+	// never run, so time has to.
+	ProgressDeadline time.Duration
 	// Rand returns a float in [0, 1) for jitter; default math/rand/v2.
 	Rand func() float64
 }
@@ -103,7 +109,12 @@ func New(cfg Config) *Loop {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Loop{cfg: cfg, log: log, triggers: make(chan string, 1), state: newState(cfg.Instance, cfg.Holder)}
+	if cfg.ProgressDeadline <= 0 {
+		cfg.ProgressDeadline = 10 * time.Minute
+	}
+	st := newState(cfg.Instance, cfg.Holder)
+	st.progressDeadline = cfg.ProgressDeadline
+	return &Loop{cfg: cfg, log: log, triggers: make(chan string, 1), state: st}
 }
 
 // Trigger asks for a reconcile as soon as the one in flight (if any) is done. Triggers

@@ -66,6 +66,9 @@ type ServiceReport struct {
 	DesiredTasks  uint64           `json:"desiredTasks"`
 	UpdateState   string           `json:"updateState,omitempty"`
 	UpdateMessage string           `json:"updateMessage,omitempty"`
+	// Message says why the service is Degraded when no rollout says it: it stayed
+	// Progressing past the progress deadline (Config.ProgressDeadline).
+	Message string `json:"message,omitempty"`
 }
 
 // RouteReport is one SLB route: which listener sends traffic to which service.

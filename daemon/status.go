@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"errors"
+	"fmt"
 	"sort"
 	"strings"
 	"time"
@@ -154,14 +155,20 @@ type state struct {
 	stacks  map[string]*StackStatus
 	routes  map[string]*RouteStatus
 	history []HistoryEntry
+	// progressingSince is when each service became Progressing with no rollout under
+	// way; past progressDeadline it is reported Degraded.
+	progressingSince map[string]time.Time
+	progressDeadline time.Duration
 }
 
 func newState(instance, holder string) *state {
 	return &state{
 		status: Status{Instance: instance, Holder: holder, Role: Leader, Phase: PhasePending,
 			Message: "waiting for the first reconcile"},
-		stacks: map[string]*StackStatus{},
-		routes: map[string]*RouteStatus{},
+		stacks:           map[string]*StackStatus{},
+		routes:           map[string]*RouteStatus{},
+		progressingSince: map[string]time.Time{},
+		progressDeadline: 10 * time.Minute,
 	}
 }
 
@@ -285,6 +292,32 @@ func outcomes(rep Report) map[string]*stackOutcome {
 	return out
 }
 
+// applyProgressDeadline returns a copy of services in which a service that has been
+// Progressing with no rollout under way for s.progressDeadline or longer is Degraded,
+// with a message saying why; it records in seen every service it was given.
+func (s *state) applyProgressDeadline(now time.Time, services []ServiceReport, seen map[string]bool) []ServiceReport {
+	out := append([]ServiceReport{}, services...)
+	for i, svc := range out {
+		seen[svc.Name] = true
+		rollout := svc.UpdateState == "updating" || svc.UpdateState == "rollback_started"
+		if svc.Health != reconcile.Progressing || rollout {
+			delete(s.progressingSince, svc.Name)
+			continue
+		}
+		since, ok := s.progressingSince[svc.Name]
+		if !ok {
+			s.progressingSince[svc.Name] = now
+			continue
+		}
+		if waited := now.Sub(since); waited >= s.progressDeadline {
+			out[i].Health = reconcile.Degraded
+			out[i].Message = fmt.Sprintf("%d of %d tasks running for %s: Swarm is not getting the rest to run (docker service ps %s)",
+				svc.RunningTasks, svc.DesiredTasks, waited.Round(time.Second), svc.Name)
+		}
+	}
+	return out
+}
+
 func (s *state) applyStacks(now time.Time, rep Report) {
 	outs := outcomes(rep)
 	drift := map[string][]Drift{}
@@ -293,6 +326,7 @@ func (s *state) applyStacks(now time.Time, rep Report) {
 	}
 	seen := map[string]bool{}
 	health := map[string]reconcile.Health{} // service name -> health, for routes
+	liveServices := map[string]bool{}
 	for _, sr := range rep.Stacks {
 		seen[sr.Name] = true
 		prev, ok := s.stacks[sr.Name]
@@ -301,8 +335,9 @@ func (s *state) applyStacks(now time.Time, rep Report) {
 				SyncTransitionTime: now, HealthTransitionTime: now}
 			s.stacks[sr.Name] = prev
 		}
-		hs := make([]reconcile.Health, 0, len(sr.Services))
-		for _, svc := range sr.Services {
+		services := s.applyProgressDeadline(now, sr.Services, liveServices)
+		hs := make([]reconcile.Health, 0, len(services))
+		for _, svc := range services {
 			hs = append(hs, svc.Health)
 			health[svc.Name] = svc.Health
 		}
@@ -325,7 +360,7 @@ func (s *state) applyStacks(now time.Time, rep Report) {
 		if h != prev.Health {
 			prev.Health, prev.HealthTransitionTime = h, now
 		}
-		prev.Services = append([]ServiceReport{}, sr.Services...)
+		prev.Services = services
 		prev.Drift = append([]Drift{}, drift[sr.Name]...)
 		prev.LastError = lastErr
 		// Drift that is only reported does not make the revision any less applied.
@@ -343,6 +378,11 @@ func (s *state) applyStacks(now time.Time, rep Report) {
 	for name := range s.stacks {
 		if !seen[name] {
 			delete(s.stacks, name)
+		}
+	}
+	for name := range s.progressingSince {
+		if !liveServices[name] {
+			delete(s.progressingSince, name)
 		}
 	}
 

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -170,6 +171,57 @@ func TestRoutesAreListedByName(t *testing.T) {
 	st := s.snapshot()
 	if len(st.Routes) != 2 || st.Routes[0].Name != "api" || st.Routes[1].Name != "web" {
 		t.Errorf("routes %+v, want api then web", st.Routes)
+	}
+}
+
+// TestProgressDeadline: a service short of tasks with no rollout under way turns
+// Degraded once it has been so for the deadline; a rollout in progress never does, and
+// a service that catches up starts afresh.
+func TestProgressDeadline(t *testing.T) {
+	s := newState("capstan", "")
+	s.progressDeadline = 5 * time.Minute
+	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	report := func(web, api ServiceReport) Report {
+		return Report{Revision: "r1", Observed: true, Plan: &reconcile.Plan{Revision: "r1"},
+			Stacks: []StackReport{{Name: "shop", Services: []ServiceReport{api, web}}}}
+	}
+	stuck := ServiceReport{Name: "shop_web", Health: reconcile.Progressing, RunningTasks: 0, DesiredTasks: 2}
+	rolling := ServiceReport{Name: "shop_api", Health: reconcile.Progressing, RunningTasks: 1, DesiredTasks: 2, UpdateState: "updating"}
+	health := func() (stack, web, api reconcile.Health, msg string) {
+		st := s.snapshot()
+		if len(st.Stacks) != 1 || len(st.Stacks[0].Services) != 2 {
+			t.Fatalf("stacks %+v", st.Stacks)
+		}
+		sk := st.Stacks[0]
+		return sk.Health, sk.Services[1].Health, sk.Services[0].Health, sk.Services[1].Message
+	}
+	for _, step := range []struct {
+		at                 time.Duration
+		web                ServiceReport
+		wantStack, wantWeb reconcile.Health
+		wantMessage        bool
+	}{
+		{0, stuck, reconcile.Progressing, reconcile.Progressing, false},
+		{4 * time.Minute, stuck, reconcile.Progressing, reconcile.Progressing, false},
+		{5 * time.Minute, stuck, reconcile.Degraded, reconcile.Degraded, true},
+		{6 * time.Minute, stuck, reconcile.Degraded, reconcile.Degraded, true},
+		// It caught up: healthy, and the clock starts again if it falls short later.
+		{7 * time.Minute, ServiceReport{Name: "shop_web", Health: reconcile.Healthy, RunningTasks: 2, DesiredTasks: 2}, reconcile.Progressing, reconcile.Healthy, false},
+		{8 * time.Minute, stuck, reconcile.Progressing, reconcile.Progressing, false},
+		{12 * time.Minute, stuck, reconcile.Progressing, reconcile.Progressing, false},
+		{13 * time.Minute, stuck, reconcile.Degraded, reconcile.Degraded, true},
+	} {
+		s.applyReport(t0.Add(step.at), report(step.web, rolling), nil, "", true)
+		stack, web, api, msg := health()
+		if stack != step.wantStack || web != step.wantWeb || (msg != "") != step.wantMessage {
+			t.Errorf("at %v: stack %s, web %s (message %q); want %s, %s, message %v", step.at, stack, web, msg, step.wantStack, step.wantWeb, step.wantMessage)
+		}
+		if api != reconcile.Progressing {
+			t.Errorf("at %v: the service in a rollout is %s, want Progressing (Swarm's rollout has its own monitor)", step.at, api)
+		}
+	}
+	if _, _, _, msg := health(); !strings.Contains(msg, "0 of 2 tasks running for 5m0s") {
+		t.Errorf("message %q does not say how long and how many", msg)
 	}
 }
 

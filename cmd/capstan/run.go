@@ -35,6 +35,7 @@ type runFlags struct {
 	webhookSecretFile string
 	notifyURLs        []string
 	timeout           time.Duration
+	progressDeadline  time.Duration
 	leaderElect       bool
 	leaseDuration     time.Duration
 	watchInterval     time.Duration
@@ -88,6 +89,7 @@ Several replicas may run: they elect a leader through a lease on a Swarm config 
 	fl.StringVar(&f.webhookSecretFile, "webhook-secret-file", "", "file holding the webhook secret (or $CAPSTAN_WEBHOOK_SECRET, $CAPSTAN_WEBHOOK_SECRET_FILE)")
 	fl.StringArrayVar(&f.notifyURLs, "notify-url", nil, "send failure, drift and recovery notices to this URL (repeatable; slack+https://... or hooks.slack.com for Slack's payload)")
 	fl.DurationVar(&f.timeout, "timeout", f.timeout, "how long to wait for each service to converge (0: do not wait)")
+	fl.DurationVar(&f.progressDeadline, "progress-deadline", 10*time.Minute, "how long a service may run fewer tasks than desired, with no rollout under way, before status calls it Degraded")
 	fl.BoolVar(&f.leaderElect, "leader-elect", f.leaderElect, "elect a leader among replicas through a lease in Swarm; only the leader writes")
 	fl.DurationVar(&f.leaseDuration, "lease-duration", f.leaseDuration, "how long the leader lease lasts without renewal (renewed every third)")
 	fl.DurationVar(&f.watchInterval, "watch-interval", f.watchInterval, "how often a local directory source is checked for changed files")
@@ -164,6 +166,8 @@ func (a *app) run(ctx context.Context, f runFlags) error {
 		Head:      r.head,
 		Metrics:   metrics,
 		Logger:    log,
+
+		ProgressDeadline: f.progressDeadline,
 	}
 	if f.once {
 		if f.apiTokenFile != "" || f.webhookSecretFile != "" || len(f.notifyURLs) > 0 {

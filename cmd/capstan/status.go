@@ -179,6 +179,13 @@ func printStatus(w io.Writer, st daemon.Status, now time.Time) error {
 		}
 	}
 	for _, s := range st.Stacks {
+		for _, svc := range s.Services {
+			if svc.Message != "" {
+				fmt.Fprintf(ew, "\nService %s is %s: %s\n", svc.Name, svc.Health, svc.Message)
+			}
+		}
+	}
+	for _, s := range st.Stacks {
 		if s.LastError != "" {
 			fmt.Fprintf(ew, "\nStack %s failed:\n", s.Name)
 			for _, line := range strings.Split(s.LastError, "\n") {
