@@ -323,6 +323,9 @@ func (l *Loop) reconcile(ctx context.Context, trigger string) (Class, error) {
 	l.logReconcile(rctx, trigger, took, rep, err, class, msg, apply)
 	if l.cfg.Notifier != nil && apply && ctx.Err() == nil {
 		l.cfg.Notifier.Enqueue(l.cfg.Notifier.Decide(now, rep, err, class)...)
+		if rep.Observed && rep.Plan != nil {
+			l.cfg.Notifier.Enqueue(l.cfg.Notifier.DecideHealth(now, snap)...)
+		}
 	}
 	return class, err
 }

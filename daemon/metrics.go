@@ -8,6 +8,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/capstan-dev/capstan/reconcile"
 )
 
 // Metrics are capstan's Prometheus metrics, on a registry of their own (so tests and
@@ -20,6 +22,7 @@ type Metrics struct {
 	reconciles        *prometheus.CounterVec
 	changes           *prometheus.CounterVec
 	drift             *prometheus.GaugeVec
+	health            *prometheus.GaugeVec
 	revision          *prometheus.GaugeVec
 	lastSuccess       prometheus.Gauge
 	sourcePoll        prometheus.Histogram
@@ -56,6 +59,10 @@ func NewMetrics() *Metrics {
 			Name: "capstan_drift_objects",
 			Help: "Objects whose live state departs from what capstan applied, per stack, at the last reconcile.",
 		}, []string{"stack"}),
+		health: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "capstan_stack_health",
+			Help: "1 for each stack's health at the last reconcile (Healthy, Progressing, Degraded, Unknown), 0 for the others.",
+		}, []string{"stack", "health"}),
 		revision: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "capstan_last_applied_revision_info",
 			Help: "The revision last applied without error; the value is always 1.",
@@ -95,7 +102,7 @@ func NewMetrics() *Metrics {
 		}, []string{"event", "result"}),
 		driftStacks: map[string]bool{},
 	}
-	m.registry.MustRegister(m.reconcileDuration, m.reconciles, m.changes, m.drift, m.revision, m.lastSuccess,
+	m.registry.MustRegister(m.reconcileDuration, m.reconciles, m.changes, m.drift, m.health, m.revision, m.lastSuccess,
 		m.sourcePoll, m.sourceErrors, m.apiRequests, m.apiErrors, m.leader, m.triggers, m.notifications,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -213,6 +220,16 @@ func (m *Metrics) reconciled(d time.Duration, result string, rep Report, st Stat
 		for s, n := range counts {
 			m.drift.WithLabelValues(s).Set(float64(n))
 			m.driftStacks[s] = true
+		}
+		m.health.Reset()
+		for _, sk := range st.Stacks {
+			for _, h := range []reconcile.Health{reconcile.Healthy, reconcile.Progressing, reconcile.Degraded, reconcile.Unknown} {
+				v := 0.0
+				if sk.Health == h {
+					v = 1
+				}
+				m.health.WithLabelValues(sk.Name, string(h)).Set(v)
+			}
 		}
 	}
 }

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/capstan-dev/capstan/reconcile"
 )
 
 // EventKind names a notification.
@@ -29,6 +31,11 @@ const (
 	EventDrift EventKind = "drift"
 	// EventRecovered: a reconcile succeeded after a notified failure.
 	EventRecovered EventKind = "recovered"
+	// EventDegraded: a stack turned Degraded (an update rolled back or paused, a service
+	// short of tasks past the progress deadline); Stack and Message say which and why.
+	EventDegraded EventKind = "degraded"
+	// EventHealthy: a stack notified as Degraded is healthy again.
+	EventHealthy EventKind = "healthy"
 )
 
 // Event is one notification.
@@ -39,7 +46,9 @@ type Event struct {
 	Class    Class     `json:"class,omitempty"`
 	Message  string    `json:"message,omitempty"`
 	Drift    []Drift   `json:"drift,omitempty"`
-	Time     time.Time `json:"time"`
+	// Stack is the stack a health event is about.
+	Stack string    `json:"stack,omitempty"`
+	Time  time.Time `json:"time"`
 }
 
 // Text renders the event for people (the Slack message, the generic payload's "text").
@@ -79,6 +88,10 @@ func (e Event) Text() string {
 				fmt.Fprintf(&b, ": %s", truncate(strings.Join(paths, ", "), 300))
 			}
 		}
+	case EventDegraded:
+		fmt.Fprintf(&b, "stack %s is Degraded: %s", e.Stack, truncate(e.Message, 1500))
+	case EventHealthy:
+		fmt.Fprintf(&b, "stack %s is Healthy again", e.Stack)
 	case EventRecovered:
 		b.WriteString("recovered")
 		if e.Revision != "" {
@@ -162,6 +175,7 @@ type Notifier struct {
 	sent       map[string]time.Time // condition key -> when last notified
 	failing    bool                 // a failure was notified and has not recovered
 	transients int                  // consecutive transient failures
+	degraded   map[string]bool      // stacks notified as Degraded and not healthy since
 }
 
 // NewNotifier returns a Notifier for urls (each a --notify-url). With no urls it still
@@ -259,6 +273,73 @@ func (n *Notifier) Decide(now time.Time, rep Report, err error, class Class) []E
 		}
 	}
 	return events
+}
+
+// DecideHealth returns the health events of the stacks in st (the status after a
+// reconcile, its health with the progress deadline applied): a stack turning Degraded,
+// repeated after Repeat while it stays so, and a notified stack becoming Healthy again.
+// Progressing is not news: it is what every rollout goes through.
+func (n *Notifier) DecideHealth(now time.Time, st Status) []Event {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.degraded == nil {
+		n.degraded = map[string]bool{}
+	}
+	var events []Event
+	present := map[string]bool{}
+	for _, sk := range st.Stacks {
+		present[sk.Name] = true
+		key := "degraded/" + sk.Name
+		switch sk.Health {
+		case reconcile.Degraded:
+			if last, ok := n.sent[key]; ok && now.Sub(last) < n.opts.Repeat {
+				continue
+			}
+			n.sent[key] = now
+			n.degraded[sk.Name] = true
+			events = append(events, Event{Kind: EventDegraded, Instance: n.opts.Instance, Revision: sk.Revision,
+				Stack: sk.Name, Message: degradedWhy(sk), Time: now})
+		case reconcile.Healthy:
+			if n.degraded[sk.Name] {
+				events = append(events, Event{Kind: EventHealthy, Instance: n.opts.Instance, Revision: sk.Revision, Stack: sk.Name, Time: now})
+			}
+			delete(n.degraded, sk.Name)
+			delete(n.sent, key)
+		}
+	}
+	// A stack that left the source is no longer anyone's concern.
+	for name := range n.degraded {
+		if !present[name] {
+			delete(n.degraded, name)
+			delete(n.sent, "degraded/"+name)
+		}
+	}
+	return events
+}
+
+// degradedWhy lists the Degraded services of sk with what Swarm or the deadline says.
+func degradedWhy(sk StackStatus) string {
+	var parts []string
+	for _, svc := range sk.Services {
+		if svc.Health != reconcile.Degraded {
+			continue
+		}
+		why := fmt.Sprintf("%d of %d tasks running", svc.RunningTasks, svc.DesiredTasks)
+		switch {
+		case svc.Message != "":
+			why = svc.Message
+		case svc.UpdateState != "":
+			why += ", update " + svc.UpdateState
+			if svc.UpdateMessage != "" {
+				why += " (" + svc.UpdateMessage + ")"
+			}
+		}
+		parts = append(parts, svc.Name+": "+why)
+	}
+	if len(parts) == 0 {
+		return "a change failed to converge"
+	}
+	return strings.Join(parts, "; ")
 }
 
 func (n *Notifier) forget(prefix string) {

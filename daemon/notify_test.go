@@ -127,6 +127,55 @@ func TestNotifierDecides(t *testing.T) {
 	}
 }
 
+// TestDecideHealth: a stack turning Degraded is news, again after Repeat while it stays
+// so; its return to Healthy is news only if Degraded was notified; Progressing never is.
+func TestDecideHealth(t *testing.T) {
+	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	stuck := ServiceReport{Name: "shop_web", Health: reconcile.Degraded, RunningTasks: 0, DesiredTasks: 2,
+		Message: "0 of 2 tasks running for 10m0s: Swarm is not getting the rest to run (docker service ps shop_web)"}
+	rolledBack := ServiceReport{Name: "shop_api", Health: reconcile.Degraded, RunningTasks: 2, DesiredTasks: 2,
+		UpdateState: "rollback_completed", UpdateMessage: "update rolled back"}
+	stack := func(name string, h reconcile.Health, svcs ...ServiceReport) StackStatus {
+		return StackStatus{Name: name, Health: h, Services: svcs}
+	}
+	status := func(stacks ...StackStatus) Status { return Status{Stacks: stacks} }
+	n, err := NewNotifier(nil, NotifierOptions{Instance: "prod"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, tk := range []struct {
+		after time.Duration
+		st    Status
+		want  []EventKind
+	}{
+		{0, status(stack("shop", reconcile.Progressing)), []EventKind{}},
+		{time.Minute, status(stack("shop", reconcile.Degraded, stuck)), []EventKind{EventDegraded}},
+		{2 * time.Minute, status(stack("shop", reconcile.Degraded, stuck)), []EventKind{}},
+		{62 * time.Minute, status(stack("shop", reconcile.Degraded, stuck)), []EventKind{EventDegraded}},
+		{63 * time.Minute, status(stack("shop", reconcile.Progressing)), []EventKind{}},
+		{64 * time.Minute, status(stack("shop", reconcile.Healthy)), []EventKind{EventHealthy}},
+		{65 * time.Minute, status(stack("shop", reconcile.Healthy)), []EventKind{}},
+		{66 * time.Minute, status(stack("shop", reconcile.Degraded, rolledBack)), []EventKind{EventDegraded}},
+		// The stack left the source: nothing more about it, and no "healthy" later.
+		{67 * time.Minute, status(), []EventKind{}},
+		{68 * time.Minute, status(stack("shop", reconcile.Healthy)), []EventKind{}},
+	} {
+		events := n.DecideHealth(t0.Add(tk.after), tk.st)
+		if diff := cmp.Diff(tk.want, kinds(events)); diff != "" {
+			t.Errorf("tick %d (+%s): events (-want +got):\n%s", i, tk.after, diff)
+		}
+		for _, ev := range events {
+			if ev.Kind == EventDegraded && (ev.Stack != "shop" || !strings.Contains(ev.Text(), "stack shop is Degraded: shop_")) {
+				t.Errorf("tick %d: degraded event %+v reads %q", i, ev, ev.Text())
+			}
+		}
+	}
+	if got := degradedWhy(stack("shop", reconcile.Degraded, rolledBack, stuck)); got != "shop_api: 2 of 2 tasks running, update rollback_completed (update rolled back); "+
+		"shop_web: 0 of 2 tasks running for 10m0s: Swarm is not getting the rest to run (docker service ps shop_web)" {
+		t.Errorf("degradedWhy = %q", got)
+	}
+}
+
 // receiver is an httptest server on 127.0.0.1 that records the JSON bodies it gets.
 func receiver(t *testing.T, status int) (*httptest.Server, <-chan map[string]any) {
 	t.Helper()

@@ -86,6 +86,8 @@ func TestServerRoutes(t *testing.T) {
 		`capstan_changes_total{action="create",outcome="applied"} 1`,
 		`capstan_drift_objects{stack="web"} 1`,
 		`capstan_drift_objects{stack="db"} 0`,
+		`capstan_stack_health{health="Progressing",stack="db"} 1`,
+		`capstan_stack_health{health="Healthy",stack="db"} 0`,
 		`capstan_last_applied_revision_info{revision="main@sha1:abc"} 1`,
 		`capstan_reconcile_duration_seconds_count{result="success"} 1`,
 		"go_goroutines",
