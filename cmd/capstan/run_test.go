@@ -25,6 +25,7 @@ import (
 	"github.com/docker/docker/client"
 
 	"github.com/capstan-dev/capstan/daemon"
+	"github.com/capstan-dev/capstan/reconcile"
 	"github.com/capstan-dev/capstan/resource"
 	"github.com/capstan-dev/capstan/sinks/slb/slbemu"
 	swarmsink "github.com/capstan-dev/capstan/sinks/swarm"
@@ -611,4 +612,60 @@ func TestRunReportsDriftAndFailures(t *testing.T) {
 	e.write(files)
 	p.waitFor("the recovery", synced(e.stack, 1))
 	nextEvent(t, events, daemon.EventRecovered)
+}
+
+// TestRunReportsAServiceThatNeverRuns: a service whose tasks no node may run (a placement
+// constraint nothing satisfies) looks like one still starting, so it is Progressing —
+// until --progress-deadline has passed: then status, /metrics and a notification say
+// Degraded and why. `capstan apply`, with nothing to change, warns about it.
+func TestRunReportsAServiceThatNeverRuns(t *testing.T) {
+	e := newSwarmEnv(t, "never")
+	removeLease(t, e.cli, e.stack)
+	e.write(map[string]string{
+		"stacks/app/stack.yaml": stackDocWith(true, true),
+		"stacks/app/compose.yaml": `services:
+  web:
+    image: capstan-testapp:dev
+    deploy:
+      placement:
+        constraints: [node.labels.capstan-test-nowhere == true]
+`,
+	})
+	url, events := notifications(t)
+	p := startDaemon(t, "--instance", e.stack, "--source", e.dir, "--interval", "1s", "--timeout", "0",
+		"--progress-deadline", "3s", "--notify-url", url, "--leader-elect=false")
+	web := e.stack + "_web"
+	health := func(st daemon.Status) (reconcile.Health, daemon.ServiceReport) {
+		if len(st.Stacks) != 1 || len(st.Stacks[0].Services) != 1 {
+			return "", daemon.ServiceReport{}
+		}
+		return st.Stacks[0].Health, st.Stacks[0].Services[0]
+	}
+	p.waitFor("the service created, its task pending", func(st daemon.Status) bool {
+		h, svc := health(st)
+		return h == reconcile.Progressing && svc.Name == web && svc.DesiredTasks == 1 && svc.RunningTasks == 0
+	})
+	st := p.waitFor("the progress deadline", func(st daemon.Status) bool {
+		h, _ := health(st)
+		return h == reconcile.Degraded
+	})
+	if _, svc := health(st); svc.Health != reconcile.Degraded || !strings.Contains(svc.Message, "0 of 1 tasks running for") {
+		t.Errorf("service status %+v, want Degraded saying 0 of 1 tasks running", svc)
+	}
+	if ev := nextEvent(t, events, daemon.EventDegraded); ev.Stack != e.stack || !strings.Contains(ev.Message, web) {
+		t.Errorf("degraded notification %+v, want stack %s naming %s", ev, e.stack, web)
+	}
+	if _, m := p.get("/metrics"); !bytes.Contains(m, []byte(`capstan_stack_health{health="Degraded",stack="`+e.stack+`"} 1`)) {
+		t.Error("/metrics does not show the stack Degraded")
+	}
+
+	// The one-shot CLI has no clock to go by, but it does not hide the service either.
+	p.stop()
+	out, errOut, code := runCapstan(t, "apply", "--instance", e.stack, "--source", e.dir)
+	if code != 0 || !strings.Contains(out, "No changes") {
+		t.Fatalf("apply exited %d, want 0 and no changes:\n%s\n%s", code, out, errOut)
+	}
+	if want := "warning: service " + web + " is Progressing: 0 of 1 tasks running"; !strings.Contains(errOut, want) {
+		t.Errorf("apply's stderr lacks %q:\n%s", want, errOut)
+	}
 }
