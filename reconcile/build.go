@@ -133,6 +133,7 @@ type builder struct {
 }
 
 func (b *builder) add(c Change) {
+	c.QueryRegistry = b.queryRegistry(c)
 	if i, ok := b.changes[c.Key]; ok {
 		b.plan.Changes[i] = c
 		return
@@ -387,6 +388,36 @@ func (b *builder) resolveImage(stack string) string {
 		return s.ResolveImage
 	}
 	return resource.ResolveChanged
+}
+
+// queryRegistry decides Change.QueryRegistry: as docker stack deploy's --resolve-image,
+// "changed" resolves a service's image when it is created or its image changes (an
+// update that keeps the image keeps the live digest, see carryOver, and makes no
+// registry call), "always" on every write, "never" not at all. A Scale writes the live
+// spec and never resolves.
+func (b *builder) queryRegistry(c Change) bool {
+	if c.Key.Kind != resource.KindService || c.After == nil || c.After.Service == nil {
+		return false
+	}
+	switch c.Action {
+	case Create, Update, Replace:
+	default:
+		return false
+	}
+	switch b.resolveImage(c.After.Stack) {
+	case resource.ResolveAlways:
+		return true
+	case resource.ResolveNever:
+		return false
+	}
+	if c.Action == Create || c.Before == nil || c.Before.Service == nil {
+		return true
+	}
+	want, have := c.After.Service.TaskTemplate.ContainerSpec, c.Before.Service.TaskTemplate.ContainerSpec
+	if want == nil || have == nil {
+		return want != nil
+	}
+	return stripDigest(NormalizeImage(want.Image)) != stripDigest(NormalizeImage(have.Image))
 }
 
 // carryOver keeps in after what Swarm or the client set on the live service and the

@@ -242,6 +242,51 @@ func TestBuildPlanCarriesOverLiveState(t *testing.T) {
 	}
 }
 
+// TestBuildPlanQueryRegistry: which service writes ask the registry for a digest, per
+// resolveImage, as docker stack deploy --resolve-image does.
+func TestBuildPlanQueryRegistry(t *testing.T) {
+	pinned := "nginx:1.25@sha256:0d17b565c37bcbd895e9d92315a05c1c3c9a29f762b011a10c54a66cd53c9b31"
+	base := service("wp", "web", replicas(2))
+	lv := stored(base)
+	lv.Service.TaskTemplate.ContainerSpec.Image = pinned
+	live := newSet(nil, lv)
+	envChanged := service("wp", "web", replicas(2), func(s *swarm.ServiceSpec) { s.TaskTemplate.ContainerSpec.Env = []string{"A=1"} })
+	imageChanged := service("wp", "web", replicas(2), func(s *swarm.ServiceSpec) {
+		s.TaskTemplate.ContainerSpec.Image = "nginx:1.27"
+		s.Labels[resource.LabelImage] = "nginx:1.27"
+	})
+	scaled := service("wp", "web", replicas(3))
+	for _, tc := range []struct {
+		name    string
+		policy  string
+		desired resource.Resource
+		live    *resource.Set
+		action  Action
+		want    bool
+	}{
+		{"changed: create", resource.ResolveChanged, base, resource.NewSet(), Create, true},
+		{"changed: image changed", resource.ResolveChanged, imageChanged, live, Update, true},
+		{"changed: same image, other change", resource.ResolveChanged, envChanged, live, Update, false},
+		{"changed: scale", resource.ResolveChanged, scaled, live, Scale, false},
+		{"always: create", resource.ResolveAlways, base, resource.NewSet(), Create, true},
+		{"always: same image, other change", resource.ResolveAlways, envChanged, live, Update, true},
+		{"always: scale", resource.ResolveAlways, scaled, live, Scale, false},
+		{"never: create", resource.ResolveNever, base, resource.NewSet(), Create, false},
+		{"never: image changed", resource.ResolveNever, imageChanged, live, Update, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			desired := newSet([]resource.Stack{stackDoc("wp", func(s *resource.Stack) { s.ResolveImage = tc.policy })}, tc.desired)
+			c := findChange(t, plan(t, desired, tc.live, Options{}), "swarm/service/wp_web")
+			if c.Action != tc.action || c.QueryRegistry != tc.want {
+				t.Errorf("%v with QueryRegistry %v, want %v with %v", c.Action, c.QueryRegistry, tc.action, tc.want)
+			}
+			if tc.name == "changed: same image, other change" && c.After.Service.TaskTemplate.ContainerSpec.Image != pinned {
+				t.Errorf("an update that keeps the image sends %q, want the live pin", c.After.Service.TaskTemplate.ContainerSpec.Image)
+			}
+		})
+	}
+}
+
 func TestBuildPlanDrift(t *testing.T) {
 	for _, selfHeal := range []bool{true, false} {
 		desired := newSet([]resource.Stack{stackDoc("wp", func(s *resource.Stack) { s.SelfHeal = selfHeal })},

@@ -79,6 +79,11 @@ type Change struct {
 	// cannot remove a network in use, so apply detaches them before removing it; each of
 	// them also has a later change in the plan that attaches it to the new network.
 	Detach []resource.Key
+	// QueryRegistry, on the Create, Update or Replace of a service, asks the sink to have
+	// the registry resolve the image to a digest and pin it, per the stack's
+	// resolveImage: always; on a create or an image change for "changed"; never for
+	// "never". Pinning makes every node run the same image, as docker stack deploy does.
+	QueryRegistry bool
 }
 
 // Plan is a value: building it performs no I/O. Changes are in apply order (see

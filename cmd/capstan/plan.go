@@ -181,6 +181,7 @@ func (a *app) buildPlan(ctx context.Context, f planFlags) (*planned, error) {
 		return nil, err
 	}
 	sink := swarmsink.New(cli, a.instance)
+	sink.OnWarning(func(k resource.Key, w string) { fmt.Fprintf(a.stderr, "warning: %s: %s\n", k, w) })
 	live, err := sink.Observe(ctx)
 	if err != nil {
 		cli.Close()

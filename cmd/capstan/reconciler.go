@@ -68,9 +68,13 @@ func (a *app) newReconciler(f runFlags, log *slog.Logger, m *daemon.Metrics) (*r
 		_ = base.Close()
 		return nil, err
 	}
+	sink := swarmsink.New(cli, instance)
+	sink.OnWarning(func(k resource.Key, w string) {
+		log.Warn("the engine warned about a write", "key", k.String(), "warning", w)
+	})
 	return &reconciler{
 		instance: instance, flags: f, log: log, metrics: m, src: src,
-		cli: cli, base: base, sink: swarmsink.New(cli, instance), routes: routes,
+		cli: cli, base: base, sink: sink, routes: routes,
 	}, nil
 }
 

@@ -27,9 +27,11 @@ import (
 //     replica count and labels, so a Scale never reverts drift the plan chose to leave),
 //     Replace (remove, then create), Delete. Secret and config references that carry a
 //     name but no ID are resolved by name first; a missing one fails the change before
-//     anything is written. Images are sent as written: the registry is never queried
-//     (QueryRegistry false), so no digest is pinned — resolveImage policies other than
-//     "never" are the caller's business.
+//     anything is written. With c.QueryRegistry (the plan's reading of the stack's
+//     resolveImage) the Docker client asks the registry, through the engine, for the
+//     image's digest and platforms and pins them, as docker stack deploy does; when the
+//     registry cannot be reached the image goes out unpinned and the client's warning
+//     is passed to OnWarning.
 //   - network: Create (driver defaults to overlay), Replace, Delete (which waits, until
 //     ctx is done, for tasks of removed services to detach and the network to be gone).
 //     Swarm cannot change a network in place, so Update and Scale fail: plan a Replace.
@@ -64,7 +66,7 @@ func (s *Sink) apply(ctx context.Context, c reconcile.Change) error {
 		if c.After == nil {
 			return errors.New("create without a desired object (Change.After is nil)")
 		}
-		return s.create(ctx, c.Key, c.After)
+		return s.create(ctx, c.Key, c.After, c.QueryRegistry)
 	case reconcile.Update, reconcile.Scale:
 		if c.After == nil {
 			return errors.New("update without a desired object (Change.After is nil)")
@@ -86,7 +88,7 @@ func (s *Sink) apply(ctx context.Context, c reconcile.Change) error {
 		if err := s.remove(ctx, c.Key, c.Before); err != nil {
 			return fmt.Errorf("remove the old object: %w", err)
 		}
-		if err := s.create(ctx, c.Key, c.After); err != nil {
+		if err := s.create(ctx, c.Key, c.After, c.QueryRegistry); err != nil {
 			return fmt.Errorf("old object removed, but creating its replacement failed: %w", err)
 		}
 		return nil
@@ -146,16 +148,18 @@ func (s *Sink) ownedLabels(labels map[string]string, r *resource.Resource) (map[
 	return out, nil
 }
 
-func (s *Sink) create(ctx context.Context, key resource.Key, r *resource.Resource) error {
+func (s *Sink) create(ctx context.Context, key resource.Key, r *resource.Resource, queryRegistry bool) error {
 	switch key.Kind {
 	case resource.KindService:
 		spec, err := s.desiredService(ctx, key, r)
 		if err != nil {
 			return err
 		}
-		if _, err := s.cli.ServiceCreate(ctx, spec, swarm.ServiceCreateOptions{QueryRegistry: false}); err != nil {
+		resp, err := s.cli.ServiceCreate(ctx, spec, swarm.ServiceCreateOptions{QueryRegistry: queryRegistry})
+		if err != nil {
 			return fmt.Errorf("create service: %w", err)
 		}
+		s.warn(key, resp.Warnings)
 	case resource.KindNetwork:
 		if r.Network == nil {
 			return errors.New("desired network has no spec")
@@ -352,12 +356,15 @@ func (s *Sink) updateService(ctx context.Context, c reconcile.Change) error {
 	// value would restart every task.
 	spec.TaskTemplate.ForceUpdate = c.Before.Service.TaskTemplate.ForceUpdate
 
+	// A Scale sends the live spec, whose image is already what it is: no registry call.
+	opts := swarm.ServiceUpdateOptions{QueryRegistry: c.QueryRegistry && c.Action != reconcile.Scale}
 	version := swarm.Version{Index: c.Before.Version}
-	_, err = s.cli.ServiceUpdate(ctx, c.Before.ID, version, spec, swarm.ServiceUpdateOptions{QueryRegistry: false})
+	resp, err := s.cli.ServiceUpdate(ctx, c.Before.ID, version, spec, opts)
 	if !outOfSequence(err) {
 		if err != nil {
 			return fmt.Errorf("update service: %w", err)
 		}
+		s.warn(c.Key, resp.Warnings)
 		return nil
 	}
 	// Someone wrote the service since it was observed: re-read it and try once more.
@@ -371,9 +378,11 @@ func (s *Sink) updateService(ctx context.Context, c reconcile.Change) error {
 		}
 	}
 	spec.TaskTemplate.ForceUpdate = live.Spec.TaskTemplate.ForceUpdate
-	if _, err := s.cli.ServiceUpdate(ctx, live.ID, live.Version, spec, swarm.ServiceUpdateOptions{QueryRegistry: false}); err != nil {
+	resp, err = s.cli.ServiceUpdate(ctx, live.ID, live.Version, spec, opts)
+	if err != nil {
 		return fmt.Errorf("update service (retried at version %d after a concurrent change): %w", live.Version.Index, err)
 	}
+	s.warn(c.Key, resp.Warnings)
 	return nil
 }
 

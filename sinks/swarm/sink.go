@@ -24,6 +24,8 @@ type Sink struct {
 	nodes []Node
 	// ports are the published ports of every service the last Observe listed, by name.
 	ports map[string][]Port
+	// onWarning receives the Engine's warnings about a write (OnWarning).
+	onWarning func(key resource.Key, warning string)
 	// netNames remembers network names found by inspecting IDs the network list does not
 	// show (the swarm-side IDs of predefined networks such as "host"). IDs never change
 	// meaning, so the cache keeps later Observes at their constant request count.
@@ -39,6 +41,20 @@ func New(cli client.APIClient, instance string) *Sink {
 		instance = resource.DefaultInstance
 	}
 	return &Sink{cli: cli, instance: instance, netNames: map[string]string{}}
+}
+
+// OnWarning sets where the warnings that come back with a service write go (the Docker
+// client's "image … could not be accessed on a registry to record its digest", for
+// one): they do not fail the write, but a user should see them. Call it before Apply.
+func (s *Sink) OnWarning(f func(key resource.Key, warning string)) { s.onWarning = f }
+
+func (s *Sink) warn(key resource.Key, warnings []string) {
+	if s.onWarning == nil {
+		return
+	}
+	for _, w := range warnings {
+		s.onWarning(key, w)
+	}
 }
 
 // Name is the Key.Sink of every resource the sink handles.
