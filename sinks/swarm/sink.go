@@ -1,6 +1,7 @@
 package swarm
 
 import (
+	"strings"
 	"sync"
 
 	"github.com/docker/docker/client"
@@ -53,6 +54,11 @@ func (s *Sink) warn(key resource.Key, warnings []string) {
 		return
 	}
 	for _, w := range warnings {
+		// The client wraps its warnings over several lines.
+		w = strings.Join(strings.Fields(w), " ")
+		if strings.Contains(w, "could not be accessed on a registry") {
+			w += " (the stack's resolveImage: never skips the registry)"
+		}
 		s.onWarning(key, w)
 	}
 }

@@ -253,3 +253,20 @@ func TestUpdateRetriesOnlyOnce(t *testing.T) {
 		t.Errorf("update versions (-want +got):\n%s\nre-reads: %d, want 1", diff, fake.inspects)
 	}
 }
+
+func TestWarnOneLineWithAHint(t *testing.T) {
+	s := New(nil, "")
+	var got []string
+	s.OnWarning(func(k resource.Key, w string) { got = append(got, k.Name+": "+w) })
+	s.warn(resource.ServiceKey("web_app"), []string{
+		"image app:1 could not be accessed on a registry to record\nits digest. Each node will access app:1 independently,\npossibly leading to different nodes running different\nversions of the image.\n",
+		"something else",
+	})
+	want := []string{
+		"web_app: image app:1 could not be accessed on a registry to record its digest. Each node will access app:1 independently, possibly leading to different nodes running different versions of the image. (the stack's resolveImage: never skips the registry)",
+		"web_app: something else",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
