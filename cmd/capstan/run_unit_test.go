@@ -4,7 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/capstan-dev/capstan/daemon"
 	"github.com/capstan-dev/capstan/manifests"
@@ -79,5 +83,52 @@ func TestGuardedSinkRefusesAfterStopOrLostLease(t *testing.T) {
 	gs := &guardedStatusSink{guardedSink: *g}
 	if _, err := gs.ServiceStatus(t.Context(), "s_web"); !errors.Is(err, errStopping) {
 		t.Errorf("convergence wait after SIGTERM: %v, want it abandoned", err)
+	}
+}
+
+// TestDirWatcherWaitsForWritesToSettle: a file written in steps (truncated, then filled
+// in parts) triggers one reconcile, once it is whole — not one per step, and never while
+// it is empty.
+func TestDirWatcherWaitsForWritesToSettle(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "compose.yaml")
+	whole := "services:\n  web:\n    image: capstan-testapp:dev\n"
+	if err := os.WriteFile(path, []byte(whole), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w := newDirWatcher(dir, 10*time.Millisecond, slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	seen := make(chan string, 10)
+	go w.run(ctx, func() {
+		b, _ := os.ReadFile(path)
+		seen <- string(b)
+	})
+	time.Sleep(50 * time.Millisecond)
+
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, part := range []string{"services:\n", "  web:\n", "    image: capstan-testapp:dev\n"} {
+		time.Sleep(30 * time.Millisecond)
+		if _, err := f.WriteString(part); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.Close()
+
+	select {
+	case got := <-seen:
+		if got != whole {
+			t.Errorf("the watcher fired on a half-written file: %q", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no change noticed")
+	}
+	select {
+	case got := <-seen:
+		t.Errorf("a second trigger for one write (file %q)", got)
+	case <-time.After(300 * time.Millisecond):
 	}
 }

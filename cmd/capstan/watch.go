@@ -42,12 +42,39 @@ func (w *dirWatcher) run(ctx context.Context, changed func()) {
 			w.log.Debug("watch: source directory unreadable", "dir", w.dir, "error", err.Error())
 		}
 		if now != last {
-			last = now
+			last = w.settle(ctx, now)
 			w.log.Info("source files changed", "dir", w.dir)
 			changed()
 		}
 	}
 }
+
+// settle waits until the tree stops changing — the same fingerprint twice, settleStep
+// apart — and returns that fingerprint. Editors and `cp` write a file in several steps
+// (truncate, then write), and a reconcile that read it in between would report a
+// half-written file as invalid. A tree that keeps changing is taken as it is after
+// settleMax.
+func (w *dirWatcher) settle(ctx context.Context, now uint64) uint64 {
+	deadline := time.Now().Add(settleMax)
+	for time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return now
+		case <-time.After(settleStep):
+		}
+		next, _ := fingerprint(w.dir)
+		if next == now {
+			return now
+		}
+		now = next
+	}
+	return now
+}
+
+const (
+	settleStep = 50 * time.Millisecond
+	settleMax  = 2 * time.Second
+)
 
 // fingerprint hashes the tree's metadata; .git is skipped.
 func fingerprint(dir string) (uint64, error) {
