@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/capstan-dev/capstan/reconcile"
+	"github.com/capstan-dev/capstan/resource"
 )
 
 // EventKind names a notification.
@@ -175,7 +176,6 @@ type Notifier struct {
 	sent       map[string]time.Time // condition key -> when last notified
 	failing    bool                 // a failure was notified and has not recovered
 	transients int                  // consecutive transient failures
-	degraded   map[string]bool      // stacks notified as Degraded and not healthy since
 }
 
 // NewNotifier returns a Notifier for urls (each a --notify-url). With no urls it still
@@ -282,9 +282,8 @@ func (n *Notifier) Decide(now time.Time, rep Report, err error, class Class) []E
 func (n *Notifier) DecideHealth(now time.Time, st Status) []Event {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.degraded == nil {
-		n.degraded = map[string]bool{}
-	}
+	// sent["degraded/<stack>"] is kept from the first notice until the stack is healthy
+	// again or gone: it also says whether a "healthy" notice is due.
 	var events []Event
 	present := map[string]bool{}
 	for _, sk := range st.Stacks {
@@ -296,22 +295,19 @@ func (n *Notifier) DecideHealth(now time.Time, st Status) []Event {
 				continue
 			}
 			n.sent[key] = now
-			n.degraded[sk.Name] = true
 			events = append(events, Event{Kind: EventDegraded, Instance: n.opts.Instance, Revision: sk.Revision,
 				Stack: sk.Name, Message: degradedWhy(sk), Time: now})
 		case reconcile.Healthy:
-			if n.degraded[sk.Name] {
+			if _, notified := n.sent[key]; notified {
 				events = append(events, Event{Kind: EventHealthy, Instance: n.opts.Instance, Revision: sk.Revision, Stack: sk.Name, Time: now})
 			}
-			delete(n.degraded, sk.Name)
 			delete(n.sent, key)
 		}
 	}
 	// A stack that left the source is no longer anyone's concern.
-	for name := range n.degraded {
-		if !present[name] {
-			delete(n.degraded, name)
-			delete(n.sent, "degraded/"+name)
+	for key := range n.sent {
+		if name, ok := strings.CutPrefix(key, "degraded/"); ok && !present[name] {
+			delete(n.sent, key)
 		}
 	}
 	return events
@@ -324,15 +320,10 @@ func degradedWhy(sk StackStatus) string {
 		if svc.Health != reconcile.Degraded {
 			continue
 		}
-		why := fmt.Sprintf("%d of %d tasks running", svc.RunningTasks, svc.DesiredTasks)
-		switch {
-		case svc.Message != "":
-			why = svc.Message
-		case svc.UpdateState != "":
-			why += ", update " + svc.UpdateState
-			if svc.UpdateMessage != "" {
-				why += " (" + svc.UpdateMessage + ")"
-			}
+		why := svc.Message
+		if why == "" {
+			why = reconcile.DescribeTasks(&resource.ServiceStatus{RunningTasks: svc.RunningTasks, DesiredTasks: svc.DesiredTasks,
+				UpdateState: svc.UpdateState, UpdateMessage: svc.UpdateMessage})
 		}
 		parts = append(parts, svc.Name+": "+why)
 	}

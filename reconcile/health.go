@@ -1,6 +1,10 @@
 package reconcile
 
-import "github.com/capstan-dev/capstan/resource"
+import (
+	"fmt"
+
+	"github.com/capstan-dev/capstan/resource"
+)
 
 // Health is the state of a live service's tasks and rollout.
 type Health string
@@ -75,4 +79,20 @@ func serviceHealth(s *resource.ServiceStatus, timedOut bool) Health {
 		return progressing
 	}
 	return Healthy
+}
+
+// DescribeTasks says how a service's tasks stand, for people: "N of M tasks running",
+// then ", update STATE (MESSAGE)" when Swarm reports an update.
+func DescribeTasks(s *resource.ServiceStatus) string {
+	if s == nil {
+		return "no task counts from Swarm"
+	}
+	out := fmt.Sprintf("%d of %d tasks running", s.RunningTasks, s.DesiredTasks)
+	if s.UpdateState != "" {
+		out += ", update " + s.UpdateState
+		if s.UpdateMessage != "" {
+			out += " (" + s.UpdateMessage + ")"
+		}
+	}
+	return out
 }

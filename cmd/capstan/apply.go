@@ -80,17 +80,7 @@ func warnUnhealthy(w io.Writer, desired, live *resource.Set) {
 		if h == reconcile.Healthy {
 			continue
 		}
-		detail := "no task counts from Swarm"
-		if st := l.Status; st != nil {
-			detail = fmt.Sprintf("%d of %d tasks running", st.RunningTasks, st.DesiredTasks)
-			if st.UpdateState != "" {
-				detail += ", update " + st.UpdateState
-				if st.UpdateMessage != "" {
-					detail += " (" + st.UpdateMessage + ")"
-				}
-			}
-		}
-		fmt.Fprintf(w, "warning: service %s is %s: %s; see docker service ps %s\n", k.Name, h, detail, k.Name)
+		fmt.Fprintf(w, "warning: service %s is %s: %s; see docker service ps %s\n", k.Name, h, reconcile.DescribeTasks(l.Status), k.Name)
 	}
 }
 
